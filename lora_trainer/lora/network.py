@@ -1,0 +1,146 @@
+"""A LoRA network on diffusers modules, injected with peft, exported with kohya's key names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from torch import nn
+
+from ..errors import LoraFileError
+from .targets import LoraTarget
+
+ADAPTER = "default"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Rank and alpha as kohya names them (network_dim / network_alpha)."""
+
+    rank: int
+    alpha: float
+    dropout: float = 0.0
+
+
+@dataclass
+class InjectedPart:
+    """One model (UNet or a text encoder) with LoRA layers in it."""
+
+    name: str  # "unet", "te", "te1", "te2"
+    model: nn.Module
+    targets: list[LoraTarget]
+
+
+class LoraNetwork:
+    """The LoRA layers of one training run, across the UNet and the text encoder(s)."""
+
+    def __init__(self, parts: list[InjectedPart], spec: NetworkSpec) -> None:
+        self.parts = parts
+        self.spec = spec
+
+    @classmethod
+    def inject(
+        cls, models: dict[str, tuple[nn.Module, list[LoraTarget]]], spec: NetworkSpec
+    ) -> LoraNetwork:
+        """Wrap every target module with a peft LoRA layer (kaiming-uniform down, zero up)."""
+        parts = []
+        for name, (model, targets) in models.items():
+            if not targets:
+                continue
+            config = LoraConfig(
+                r=spec.rank,
+                lora_alpha=spec.alpha,
+                lora_dropout=spec.dropout,
+                target_modules=[t.module_path for t in targets],
+                init_lora_weights=True,
+                bias="none",
+            )
+            inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+            parts.append(InjectedPart(name, model, targets))
+        network = cls(parts, spec)
+        network._upcast_lora_weights()
+        return network
+
+    def _upcast_lora_weights(self) -> None:
+        # peft gives LoRA weights the dtype of the base layer; they train in fp32 whatever
+        # the base model's precision (kohya does the same).
+        for _, layer in self.layers():
+            layer.lora_A[ADAPTER].float()
+            layer.lora_B[ADAPTER].float()
+
+    def layers(self, part: str | None = None) -> Iterator[tuple[LoraTarget, nn.Module]]:
+        """(target, peft LoRA layer) pairs, in kohya order."""
+        for p in self.parts:
+            if part is not None and p.name != part:
+                continue
+            for target in p.targets:
+                yield target, p.model.get_submodule(target.module_path)
+
+    def parameters(self, part: str | None = None) -> list[nn.Parameter]:
+        params: list[nn.Parameter] = []
+        for _, layer in self.layers(part):
+            params += [layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight]
+        return params
+
+    @property
+    def part_names(self) -> list[str]:
+        return [p.name for p in self.parts]
+
+    def kohya_state_dict(self) -> dict[str, torch.Tensor]:
+        """`lora_down.weight`, `lora_up.weight` and a 0-dim `alpha` per module, kohya-named."""
+        out: dict[str, torch.Tensor] = {}
+        for target, layer in self.layers():
+            down = layer.lora_A[ADAPTER].weight
+            out[f"{target.kohya_name}.alpha"] = torch.tensor(float(layer.lora_alpha[ADAPTER]))
+            out[f"{target.kohya_name}.lora_down.weight"] = down.detach()
+            out[f"{target.kohya_name}.lora_up.weight"] = layer.lora_B[ADAPTER].weight.detach()
+        return out
+
+    @torch.no_grad()
+    def load_kohya_state_dict(self, tensors: dict[str, torch.Tensor], source: str) -> None:
+        """Copy weights (and alphas) from a kohya file into this network; names and ranks must match."""
+        ours = {t.kohya_name: layer for t, layer in self.layers()}
+        theirs = {k.split(".", 1)[0] for k in tensors}
+        missing, extra = sorted(ours.keys() - theirs), sorted(theirs - ours.keys())
+        if missing or extra:
+            detail = f"{len(missing)} modules missing, {len(extra)} unexpected"
+            example = (missing or extra)[0]
+            raise LoraFileError(
+                f"the LoRA does not fit this model and network ({detail}, e.g. {example})",
+                where=source,
+                fix="use a LoRA trained for the same base model with the same options",
+            )
+        for name, layer in ours.items():
+            self._load_module(name, layer, tensors, source)
+
+    def _load_module(self, name: str, layer: nn.Module, tensors: dict, source: str) -> None:
+        down, up = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
+        file_down = tensors[f"{name}.lora_down.weight"]
+        file_up = tensors[f"{name}.lora_up.weight"]
+        if file_down.numel() != down.numel() or file_up.numel() != up.numel():
+            raise LoraFileError(
+                f"module {name} has rank {file_down.shape[0]}, the network has rank {down.shape[0]}",
+                where=source,
+                fix=f"set network_dim = {file_down.shape[0]} to continue from this file",
+            )
+        # kohya writes 1x1 convs as [r, C, 1, 1]; a Linear takes the same numbers as [r, C]
+        down.copy_(file_down.reshape(down.shape).to(down.dtype))
+        up.copy_(file_up.reshape(up.shape).to(up.dtype))
+        alpha_key = f"{name}.alpha"
+        alpha = float(tensors[alpha_key]) if alpha_key in tensors else float(down.shape[0])
+        layer.lora_alpha[ADAPTER] = alpha
+        layer.scaling[ADAPTER] = alpha / down.shape[0]
+
+    def remove(self) -> None:
+        """Put every original module back, leaving no peft layer in the models."""
+        for part in self.parts:
+            for target in part.targets:
+                parent_path, _, child = target.module_path.rpartition(".")
+                parent = part.model.get_submodule(parent_path) if parent_path else part.model
+                layer = getattr(parent, child)
+                base = getattr(layer, "base_layer", None)
+                if base is not None:
+                    setattr(parent, child, base)
+        self.parts = []

@@ -1,0 +1,34 @@
+"""Loss on a fixed batch: a noise-free way to see whether training helped."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from ..models.bundle import ModelBundle
+from .conditioning import encode_latents, encode_prompts
+from .noise import NoiseSchedule
+
+
+@torch.no_grad()
+def fixed_batch_loss(
+    bundle: ModelBundle, dataset: Dataset, samples: int = 8, seed: int = 0
+) -> float:
+    """Mean denoising loss over the first `samples` items with noise and timesteps fixed by `seed`.
+
+    The training loss jumps with every random timestep; on the same noised batch the
+    model before and after training can be compared directly.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    items = [dataset[i] for i in range(min(samples, len(dataset)))]
+    device = next(bundle.unet.parameters()).device
+    latents = encode_latents(bundle, torch.stack([s["pixel_values"] for s in items]), gen).to(
+        device
+    )
+    noise = torch.randn(latents.shape, generator=gen).to(device)
+    schedule = NoiseSchedule(bundle.scheduler_config, bundle.prediction_type)
+    timesteps = schedule.sample_timesteps(len(items), gen, device)
+    context = encode_prompts(bundle, [s["caption"] for s in items], device)
+    pred = bundle.unet(schedule.add_noise(latents, noise, timesteps), timesteps, context).sample
+    return F.mse_loss(pred.float(), schedule.target(latents, noise, timesteps).float()).item()

@@ -1,0 +1,52 @@
+"""A console progress bar fed by training events."""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+from .events import Event, MessageEvent, SavedEvent, StepEvent
+
+
+class ConsoleProgress:
+    """Prints messages and a tqdm bar with loss, moving-average loss and learning rate."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.bar: tqdm | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepEvent):
+            self._step(event)
+        elif isinstance(event, SavedEvent):
+            kind = "final LoRA" if event.final else f"epoch {event.epoch} LoRA"
+            self.note(f"Saved {kind}: {event.path}")
+        elif isinstance(event, MessageEvent):
+            prefix = "warning: " if event.level == "warning" else ""
+            self.note(prefix + event.text)
+
+    def _step(self, event: StepEvent) -> None:
+        if self.bar is None:
+            self.bar = tqdm(
+                total=event.total_steps, desc="steps", file=self.stream, dynamic_ncols=True
+            )
+        self.bar.set_postfix(
+            epoch=f"{event.epoch}/{event.total_epochs}",
+            loss=f"{event.loss:.4f}",
+            avg=f"{event.avg_loss:.4f}",
+            lr=f"{event.lr:.2e}",
+            refresh=False,
+        )
+        self.bar.update(event.step - self.bar.n)
+
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
