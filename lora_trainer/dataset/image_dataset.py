@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,15 @@ class ImageCaptionDataset(torch.utils.data.Dataset):
         item = self.items[item_index]
         img = resize_center_crop(load_image_rgb(item.image_path), self.width, self.height)
         return {"pixel_values": to_tensor(img), "caption": item.caption, "item_index": item_index}
+
+    def num_batches(self, batch_size: int) -> int:
+        """Batches per epoch (one resolution here, so one run of batches)."""
+        return math.ceil(len(self) / batch_size)
+
+    def epoch_batches(self, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+        """This epoch's batches of sample indices, shuffled by `generator`."""
+        order = torch.randperm(len(self), generator=generator).tolist()
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
     def check_images(self) -> None:
         """Decode every image once; raise one DatasetError naming every unreadable file."""

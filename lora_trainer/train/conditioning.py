@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..models.bundle import ModelBundle
@@ -24,6 +26,21 @@ def encode_prompts(bundle: ModelBundle, captions: list[str], device: torch.devic
     """SD1 conditioning: the text encoder's last hidden state."""
     ids = tokenize(bundle, captions, device)
     return bundle.text_encoder(ids, return_dict=True).last_hidden_state
+
+
+@dataclass
+class Conditioning:
+    """What the UNet is conditioned on besides the noisy latents and the timestep."""
+
+    context: torch.Tensor  # encoder_hidden_states
+    added_cond_kwargs: dict[str, torch.Tensor] | None = None  # SDXL: text_embeds, time_ids
+
+
+def encode_conditioning(
+    bundle: ModelBundle, captions: list[str], extra: dict, device: torch.device
+) -> Conditioning:
+    """The UNet's conditioning for a batch of captions (and per-sample extras)."""
+    return Conditioning(encode_prompts(bundle, captions, device))
 
 
 @torch.no_grad()

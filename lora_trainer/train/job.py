@@ -72,7 +72,7 @@ def prepare(config: TrainConfig, emit: EventSink = ignore_events) -> PreparedJob
         emit(MessageEvent(warning, level="warning"))
     dataset = ImageCaptionDataset(scan, config.resolution_wh, config.caption_extension)
     dataset.check_images()
-    plan = plan_steps(len(dataset), config)
+    plan = plan_steps(len(dataset), dataset.num_batches(config.train_batch_size), config)
     _refuse_overwrite(config, output_dir, plan)
     seed = config.seed if config.seed is not None else random.randint(0, 2**32 - 1)
     return PreparedJob(config, scan, dataset, plan, output_dir, seed, random.randint(0, 2**32 - 1))

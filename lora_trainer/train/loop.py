@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
 from ..lora.network import LoraNetwork
 from ..models.bundle import ModelBundle
-from .conditioning import encode_latents, encode_prompts
+from .batch import make_batch
+from .conditioning import encode_conditioning
 from .events import EventSink, SavedEvent, StepEvent, StopSignal
+from .losses import DenoisingLoss
 from .noise import NoiseSchedule
 from .optim import build_optimizer, build_scheduler
 from .plan import StepPlan
@@ -56,6 +57,7 @@ class TrainLoop:
         self.config, self.plan, self.device = config, plan, device
         self.emit, self.stop, self.save = emit, stop, save
         self.noise = NoiseSchedule(bundle.scheduler_config, bundle.prediction_type)
+        self.loss_fn = DenoisingLoss(config, self.noise)
         self.optimizer = build_optimizer(network, config)
         self.scheduler = build_scheduler(self.optimizer, config, plan.total_steps)
         self.train_te = any(p.startswith("te") for p in network.part_names)
@@ -86,17 +88,21 @@ class TrainLoop:
                     self._emit_step(step, epoch, loss, sum(window) / len(window), lrs, started)
                     if step >= self.plan.total_steps or self.stop.requested:
                         break
-                done = step >= self.plan.total_steps or self.stop.requested
-                if done:
+                if step >= self.plan.total_steps or self.stop.requested:
                     break
-                if self.config.save_every_n_epochs and epoch % self.config.save_every_n_epochs == 0:
-                    self._save(epoch, step, final=False)
+                self._after_epoch(epoch, step)
         finally:
             self._set_train_mode(False)
         stopped = self.stop.requested and step < self.plan.total_steps
         if not stopped or self.stop.save:
             final_path = self._save(epoch, step, final=True)
         return LoopResult(step, epoch, stopped, final_path, losses)
+
+    def _after_epoch(self, epoch: int, step: int) -> None:
+        """Work between two epochs (not after the last one, whose file is the final save)."""
+        every = self.config.save_every_n_epochs
+        if every and epoch % every == 0:
+            self._save(epoch, step, final=False)
 
     def _epoch_steps(self) -> Iterator[tuple[float, dict[str, float]]]:
         """Yields the loss and the learning rates of each optimizer step of one epoch."""
@@ -113,25 +119,25 @@ class TrainLoop:
                     return
 
     def _batches(self) -> Iterator[list[dict]]:
-        order = torch.randperm(len(self.dataset), generator=self.data_gen).tolist()
         size = self.config.train_batch_size
-        for start in range(0, len(order), size):
-            yield [self.dataset[i] for i in order[start : start + size]]
+        for indices in self.dataset.epoch_batches(size, self.data_gen):
+            yield [self.dataset[i] for i in indices]
 
     def _backward(self, samples: list[dict], scale: float) -> float:
-        pixels = torch.stack([s["pixel_values"] for s in samples])
-        captions = [s["caption"] for s in samples]
-        latents = encode_latents(self.bundle, pixels, self.noise_gen).to(self.device)
+        batch = make_batch(samples, self.bundle, self.noise_gen, self.device)
+        latents = batch.latents
         noise = torch.randn(latents.shape, generator=self.noise_gen).to(self.device)
         timesteps = self.noise.sample_timesteps(len(samples), self.noise_gen, self.device)
         noisy = self.noise.add_noise(latents, noise, timesteps)
         with self._autocast():
             text_grad = torch.enable_grad() if self.train_te else torch.no_grad()
             with text_grad:
-                context = encode_prompts(self.bundle, captions, self.device)
-            pred = self.bundle.unet(noisy, timesteps, context).sample
+                cond = encode_conditioning(self.bundle, batch.captions, batch.extra, self.device)
+            pred = self.bundle.unet(
+                noisy, timesteps, cond.context, added_cond_kwargs=cond.added_cond_kwargs
+            ).sample
         target = self.noise.target(latents, noise, timesteps)
-        loss = F.mse_loss(pred.float(), target.float(), reduction="mean")
+        loss = self.loss_fn(pred, target, timesteps, batch.loss_weights)
         scaled = loss * scale
         if self.grad_scaler is not None:
             scaled = self.grad_scaler.scale(scaled)

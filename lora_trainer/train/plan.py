@@ -17,9 +17,8 @@ class StepPlan:
     total_epochs: int
 
 
-def plan_steps(num_samples: int, config: TrainConfig) -> StepPlan:
+def plan_steps(num_samples: int, batches: int, config: TrainConfig) -> StepPlan:
     """kohya: max_train_epochs, when given, overrides max_train_steps."""
-    batches = math.ceil(num_samples / config.train_batch_size)
     steps_per_epoch = math.ceil(batches / config.gradient_accumulation_steps)
     if config.max_train_epochs:
         total_steps = config.max_train_epochs * steps_per_epoch
