@@ -1,4 +1,4 @@
-"""Command line: `python -m lora_trainer train|demo|inspect`."""
+"""Command line: `python -m lora_trainer train|demo|inspect|bench|prepare`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .bench.command import add_bench_parser
 from .config import OPTION_NAMES, TrainConfig, config_from_dict, load_config_file, suggest_option
+from .dataset.helper_cli import add_prepare_arguments, run_prepare
 from .errors import ConfigError, UserError
 from .train.events import StopSignal
 from .train.job import TrainResult, run_training
@@ -55,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="describe a LoRA file")
     inspect.add_argument("file", help="a kohya-format .safetensors LoRA")
     inspect.set_defaults(handler=_cmd_inspect)
+
+    prepare = sub.add_parser("prepare", help="build a dataset folder, or --check one")
+    add_prepare_arguments(prepare)
+    prepare.set_defaults(handler=run_prepare)
+    add_bench_parser(sub)
     return parser
 
 
@@ -63,6 +70,8 @@ def _add_option_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         if f.type in ("bool", bool):
             group.add_argument(f"--{f.name}", action="store_true", default=None)
+        elif str(f.type).startswith("list"):  # kohya's nargs="*" options (key=value lists)
+            group.add_argument(f"--{f.name}", nargs="+", default=None, metavar="KEY=VALUE")
         else:
             group.add_argument(f"--{f.name}", default=None, metavar="VALUE")
 

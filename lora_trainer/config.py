@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,99 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     # ours: where to train ("auto" = cuda when available, else cpu)
     device: str = "auto"
+    # sample images, saving and resuming (kohya names and defaults; checked by
+    # validate_sampling_and_saving)
+    sample_prompts: str | None = None
+    sample_every_n_steps: int | None = None
+    sample_every_n_epochs: int | None = None
+    sample_at_first: bool = False
+    sample_sampler: str = "ddim"
+    save_every_n_steps: int | None = None
+    save_n_epoch_ratio: int | None = None
+    save_last_n_epochs: int | None = None
+    save_last_n_epochs_state: int | None = None
+    save_last_n_steps: int | None = None
+    save_last_n_steps_state: int | None = None
+    save_state: bool = False
+    save_state_on_train_end: bool = False
+    resume: str | None = None
+    # dataset: buckets, captions, regularization, augmentation, caches (kohya names and
+    # defaults; checked by validate_dataset_options)
+    dataset_config: str | None = None
+    reg_data_dir: str | None = None
+    prior_loss_weight: float = 1.0
+    enable_bucket: bool = False
+    min_bucket_reso: int = 256
+    max_bucket_reso: int = 1024
+    bucket_reso_steps: int = 64
+    bucket_no_upscale: bool = False
+    shuffle_caption: bool = False
+    caption_separator: str = ","
+    keep_tokens: int = 0
+    keep_tokens_separator: str = ""
+    secondary_separator: str | None = None
+    enable_wildcard: bool = False
+    caption_prefix: str | None = None
+    caption_suffix: str | None = None
+    caption_dropout_rate: float = 0.0
+    caption_dropout_every_n_epochs: int = 0
+    caption_tag_dropout_rate: float = 0.0
+    token_warmup_min: int = 1
+    token_warmup_step: float = 0
+    flip_aug: bool = False
+    color_aug: bool = False
+    random_crop: bool = False
+    cache_latents: bool = False
+    cache_latents_to_disk: bool = False
+    vae_batch_size: int = 1
+    cache_text_encoder_outputs: bool = False
+    max_data_loader_n_workers: int = 8  # threads decoding one batch's images in parallel
+    skip_bad_images: bool = False  # ours: train without unreadable images instead of stopping
+    allow_symlinks: bool = False  # ours: follow links that lead outside the dataset folders
+    # training options: LoCon/dropout, optimizer, lr schedule, precision, noise and loss
+    # (kohya names and defaults; checked by validate_training_options)
+    network_args: list[str] | None = None  # kohya's "key=value" list for networks.lora
+    network_dropout: float | None = None
+    conv_dim: int | None = None  # the kohya_ss GUI's form of network_args conv_dim
+    conv_alpha: float | None = None
+    scale_weight_norms: float | None = None
+    optimizer_args: list[str] | None = None  # "key=value", values as Python literals
+    use_8bit_adam: bool = False
+    use_lion_optimizer: bool = False
+    lr_scheduler_type: str = ""
+    lr_scheduler_args: list[str] | None = None
+    lr_decay_steps: float = 0
+    lr_scheduler_timescale: int | None = None
+    lr_scheduler_min_lr_ratio: float | None = None
+    full_fp16: bool = False
+    full_bf16: bool = False
+    no_half_vae: bool = False
+    noise_offset: float | None = None
+    noise_offset_random_strength: bool = False
+    adaptive_noise_scale: float | None = None
+    multires_noise_iterations: int | None = None
+    multires_noise_discount: float = 0.3
+    ip_noise_gamma: float | None = None
+    ip_noise_gamma_random_strength: bool = False
+    zero_terminal_snr: bool = False
+    min_timestep: int | None = None
+    max_timestep: int | None = None
+    min_snr_gamma: float | None = None
+    debiased_estimation_loss: bool = False
+    scale_v_pred_loss_like_noise_pred: bool = False
+    v_pred_like_loss: float | None = None
+    loss_type: str = "l2"
+    huber_schedule: str = "snr"
+    huber_c: float = 0.1
+    huber_scale: float = 1.0
+    # model family and text encoding (kohya names and defaults; checked by
+    # validate_model_options; the family itself is detected from the model's weights)
+    v2: bool = False  # kohya: load an SD2.x model; here a check that the model is SD2.x
+    v_parameterization: bool = False  # train for v-prediction (SD2 768-v models)
+    sdxl: bool = False  # the kohya_ss GUI's switch to sdxl_train_network.py; here a check
+    vae: str | None = None  # a VAE file or diffusers folder replacing the model's VAE
+    clip_skip: int | None = None
+    max_token_length: int | None = None  # None (75), 150 or 225
 
     @property
     def resolution_wh(self) -> tuple[int, int]:
@@ -79,15 +173,10 @@ OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainCo
 # "not supported yet" instead of "unknown option".
 NOT_YET_SUPPORTED: frozenset[str] = frozenset(
     {
-        "v2", "v_parameterization", "sdxl", "enable_bucket", "min_bucket_reso", "max_bucket_reso",
-        "bucket_reso_steps", "bucket_no_upscale", "shuffle_caption", "keep_tokens",
-        "caption_dropout_rate", "caption_tag_dropout_rate", "caption_dropout_every_n_epochs",
-        "reg_data_dir", "prior_loss_weight", "dataset_config", "cache_latents",
-        "cache_latents_to_disk", "flip_aug", "color_aug", "random_crop", "clip_skip",
-        "max_token_length", "noise_offset", "min_snr_gamma", "conv_dim", "conv_alpha",
-        "network_dropout", "network_args", "optimizer_args", "sample_prompts",
-        "sample_every_n_steps", "sample_every_n_epochs", "save_state", "resume",
-        "full_fp16", "full_bf16", "xformers", "sdpa", "mem_eff_attn", "vae", "lowram",
+        "xformers", "sdpa", "mem_eff_attn", "lowram",
+        # resume variants: starting mid-run without a state, or through the Hugging Face Hub
+        "initial_epoch", "initial_step", "skip_until_initial_step", "resume_from_huggingface",
+        "save_state_to_huggingface",
     }
 )  # fmt: skip
 
@@ -158,6 +247,8 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if text.startswith("list"):
+            return _to_str_list(value)
         if text.startswith("str") or hint is str:
             if isinstance(value, (list, tuple)) and name == "resolution":
                 return ",".join(str(v) for v in value)
@@ -168,6 +259,18 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         kind = text.split(" ")[0].split("|")[0]
         raise ConfigError(f"option '{name}' must be {kind}, got {value!r}", where=source) from None
     return value
+
+
+def _to_str_list(value: Any) -> list[str]:
+    # kohya's nargs="*" options: a TOML/JSON list, or one string of space-separated
+    # key=value entries (a value may hold spaces: "betas=(0.9, 0.99) eps=1e-8")
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (dict, list, tuple)) for v in value):
+            raise ValueError
+        return [str(v) for v in value]
+    if isinstance(value, (dict, bool)):
+        raise ValueError
+    return [p for p in re.split(r"\s+(?=[A-Za-z_][\w.]*=)", str(value).strip()) if p]
 
 
 def _to_bool(value: Any) -> bool:
@@ -208,19 +311,6 @@ def validate(config: TrainConfig) -> None:
     _check_choice("save_model_as", config.save_model_as, ("safetensors",))
     _check_choice("save_precision", config.save_precision, (None, "float", "fp16", "bf16"))
     _check_choice("mixed_precision", config.mixed_precision, ("no", "fp16", "bf16"))
-    _check_choice("optimizer_type", config.optimizer_type.lower(), ("adamw",))
-    _check_choice(
-        "lr_scheduler",
-        config.lr_scheduler,
-        (
-            "constant",
-            "constant_with_warmup",
-            "cosine",
-            "cosine_with_restarts",
-            "linear",
-            "polynomial",
-        ),
-    )
     if config.network_train_unet_only and config.network_train_text_encoder_only:
         raise ConfigError(
             "network_train_unet_only and network_train_text_encoder_only are both set",
@@ -233,6 +323,125 @@ def validate(config: TrainConfig) -> None:
         )
     validate_output_name(config.output_name)
     parse_resolution(config.resolution)
+    validate_sampling_and_saving(config)
+    validate_training_options(config)
+    validate_dataset_options(config)
+    validate_model_options(config)
+
+
+def validate_model_options(config: TrainConfig) -> None:
+    """v2 / sdxl / vae / clip_skip / max_token_length; their fit to the model is checked once it loads."""
+    if config.v2 and config.sdxl:
+        raise ConfigError("v2 and sdxl are both set", fix="set the one that matches the model")
+    if config.vae is not None and not str(config.vae).strip():
+        raise ConfigError("vae is empty", fix="give a VAE file, or leave the option out")
+    if config.clip_skip is not None and config.clip_skip < 1:
+        raise ConfigError(
+            f"clip_skip must be 1 or more, got {config.clip_skip}",
+            fix="use 1 (the last layer) or 2 (the one before)",
+        )
+    if config.max_token_length == 75:
+        # the kohya_ss GUI's 75 is kohya's default, written as None in the metadata
+        config.max_token_length = None
+    if config.max_token_length not in (None, 150, 225):
+        raise ConfigError(
+            f"max_token_length must be 75, 150 or 225, got {config.max_token_length}",
+            fix="use 150 or 225 for longer captions, or leave it out for 75",
+        )
+
+
+def validate_sampling_and_saving(config: TrainConfig) -> None:
+    """Sample-image, save-interval and resume options (kohya's rules, with clearer errors).
+
+    The prompt file, the sampler name and the state folder are checked in train.job.prepare.
+    """
+    for name in (
+        "sample_every_n_steps", "sample_every_n_epochs", "save_every_n_steps",
+        "save_n_epoch_ratio", "save_last_n_epochs", "save_last_n_epochs_state",
+        "save_last_n_steps", "save_last_n_steps_state",
+    ):  # fmt: skip
+        value = getattr(config, name)
+        # 0 means off, as in kohya (and the kohya_ss GUI writes 0 for off)
+        if value is not None and value < 0:
+            raise ConfigError(f"{name} must be 0 (off) or more, got {value}")
+
+
+def validate_training_options(config: TrainConfig) -> None:
+    """LoCon/dropout, optimizer, lr schedule, precision, noise and loss options (kohya's rules).
+
+    Also imports the optimizer's package, so a missing one is reported before any model loads.
+    """
+    for name in ("lr_warmup_steps", "lr_decay_steps"):
+        value = getattr(config, name)
+        if value < 0 or (value >= 1 and not float(value).is_integer()):
+            raise ConfigError(
+                f"{name} must be a whole number of steps or a fraction below 1, got {value}",
+                fix="e.g. 100 (steps) or 0.05 (5% of all steps)",
+            )
+    _check_at_least("lr_scheduler_num_cycles", config.lr_scheduler_num_cycles, 1)
+    _check_at_least("lr_scheduler_timescale", config.lr_scheduler_timescale, 1)
+    _check_positive("lr_scheduler_power", config.lr_scheduler_power)
+    ratio = config.lr_scheduler_min_lr_ratio
+    if ratio is not None and not 0 <= ratio <= 1:
+        raise ConfigError(f"lr_scheduler_min_lr_ratio must be between 0 and 1, got {ratio}")
+    for name in ("max_grad_norm", "noise_offset", "ip_noise_gamma", "v_pred_like_loss"):
+        _check_at_least(name, getattr(config, name), 0)
+    for name in ("scale_weight_norms", "min_snr_gamma", "huber_c", "huber_scale"):
+        _check_positive(name, getattr(config, name))
+    if config.multires_noise_iterations is not None and config.multires_noise_iterations < 0:
+        raise ConfigError(
+            "multires_noise_iterations must be 0 (off) or more", fix="6 to 10 is typical"
+        )
+    if not 0 < config.multires_noise_discount <= 1:
+        raise ConfigError(
+            "multires_noise_discount must be above 0 and at most 1", fix="0.3 is typical"
+        )
+    if config.adaptive_noise_scale is not None and config.noise_offset is None:
+        raise ConfigError(
+            "adaptive_noise_scale needs noise_offset", fix="set noise_offset too, e.g. 0.05"
+        )
+    _check_timestep_range(config.min_timestep, config.max_timestep)
+    _check_choice("loss_type", config.loss_type, ("l2", "l1", "huber", "smooth_l1"))
+    _check_choice("huber_schedule", config.huber_schedule, ("snr", "exponential", "constant"))
+    _check_full_precision(config)
+    from .train.optim import check_optimization_options  # train imports config: load it late
+
+    check_optimization_options(config)
+
+
+def _check_at_least(name: str, value: float | None, low: float) -> None:
+    if value is not None and value < low:
+        raise ConfigError(f"{name} must be at least {low}, got {value}")
+
+
+def _check_positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{name} must be above 0, got {value}")
+
+
+def _check_timestep_range(low: int | None, high: int | None) -> None:
+    # the SD noise schedule has 1000 timesteps; kohya samples in [min_timestep, max_timestep)
+    if low is not None and not 0 <= low <= 999:
+        raise ConfigError(f"min_timestep must be 0 to 999, got {low}")
+    if high is not None and not 1 <= high <= 1000:
+        raise ConfigError(f"max_timestep must be 1 to 1000, got {high}")
+    lo, hi = (0 if low is None else low), (1000 if high is None else high)
+    if lo > hi:
+        raise ConfigError(
+            f"min_timestep {lo} is above max_timestep {hi}",
+            fix="max_timestep is exclusive: give it the larger value (equal values train one timestep)",
+        )
+
+
+def _check_full_precision(config: TrainConfig) -> None:
+    if config.full_fp16 and config.full_bf16:
+        raise ConfigError("full_fp16 and full_bf16 are both set", fix="set at most one of them")
+    for name, needed in (("full_fp16", "fp16"), ("full_bf16", "bf16")):
+        if getattr(config, name) and config.mixed_precision != needed:
+            raise ConfigError(
+                f"{name} needs mixed_precision {needed}, got {config.mixed_precision!r}",
+                fix=f'set mixed_precision = "{needed}"',
+            )
 
 
 def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -292,3 +501,77 @@ def _flatten_sections(data: dict[str, Any]) -> dict[str, Any]:
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     """The options that differ from kohya's defaults are not tracked: every option is returned."""
     return {name: getattr(config, name) for name in OPTION_NAMES}
+
+
+def validate_dataset_options(config: TrainConfig) -> None:
+    """Bucket, caption, regularization, augmentation and cache options (kohya's rules)."""
+    for name in ("caption_dropout_rate", "caption_tag_dropout_rate"):
+        value = getattr(config, name)
+        if not 0 <= value <= 1:
+            raise ConfigError(
+                f"{name} must be between 0 and 1, got {value}", fix="0.05 to 0.1 is typical"
+            )
+    for name in ("keep_tokens", "caption_dropout_every_n_epochs", "token_warmup_min",
+                 "token_warmup_step", "prior_loss_weight", "max_data_loader_n_workers"):  # fmt: skip
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name} must not be negative, got {getattr(config, name)}")
+    if config.vae_batch_size < 1:
+        raise ConfigError(f"vae_batch_size must be at least 1, got {config.vae_batch_size}")
+    if not config.caption_separator:
+        raise ConfigError("caption_separator is empty", fix='use "," (kohya\'s default)')
+    caching = config.cache_latents or config.cache_latents_to_disk
+    if caching and (config.color_aug or config.random_crop):
+        raise ConfigError(
+            "cache_latents cannot be used with color_aug or random_crop (a cached latent cannot change)",
+            fix="turn off the latent cache, or color_aug and random_crop",
+        )
+    if config.cache_text_encoder_outputs:
+        validate_text_encoder_cache(config)
+    if config.enable_bucket and config.dataset_config is None:
+        _validate_buckets(config)
+
+
+def validate_text_encoder_cache(config: TrainConfig) -> None:
+    """kohya caches text-encoder outputs only when the text encoder is frozen and captions never change."""
+    if not config.network_train_unet_only:
+        raise ConfigError(
+            "cache_text_encoder_outputs needs a frozen text encoder",
+            fix="set network_train_unet_only, or turn off cache_text_encoder_outputs",
+        )
+    varying = [
+        name
+        for name in (
+            "shuffle_caption",
+            "caption_tag_dropout_rate",
+            "token_warmup_step",
+            "enable_wildcard",
+        )
+        if getattr(config, name)
+    ]
+    if varying:
+        raise ConfigError(
+            f"cache_text_encoder_outputs cannot be used with {', '.join(varying)} (captions change every step)",
+            fix="turn those off, or turn off cache_text_encoder_outputs",
+        )
+
+
+def _validate_buckets(config: TrainConfig) -> None:
+    step, lo, hi = config.bucket_reso_steps, config.min_bucket_reso, config.max_bucket_reso
+    if step < 8 or step % 8:
+        raise ConfigError(
+            f"bucket_reso_steps must be a positive multiple of 8, got {step}",
+            fix="use 64 for SD1/SD2 or 32 for SDXL",
+        )
+    lo -= lo % step  # kohya snaps min down and max up to the step
+    hi += (step - hi % step) % step
+    width, height = config.resolution_wh
+    if lo < 1 or min(width, height) < lo:
+        raise ConfigError(
+            f"min_bucket_reso ({lo}) must be positive and at most the resolution's short side ({min(width, height)})",
+            fix=f"set min_bucket_reso to {min(width, height)} or less",
+        )
+    if max(width, height) > hi:
+        raise ConfigError(
+            f"max_bucket_reso ({hi}) is smaller than the resolution's long side ({max(width, height)})",
+            fix=f"set max_bucket_reso to {max(width, height)} or more",
+        )

@@ -118,3 +118,13 @@ def test_tag_frequency_matches_kohya_fixture():
 def test_tag_frequency_lowercases_strips_and_skips_blank_tags():
     result = tag_frequency({"1_a": ["Sks Dog,  RED ball,, ", "sks dog"], "2_b": [], "3_c": [""]})
     assert result == {"1_a": {"sks dog": 2, "red ball": 1}, "2_b": {}, "3_c": {}}
+
+
+def test_wildcard_mode_reads_every_non_blank_line(tmp_path):
+    img = _image(tmp_path)
+    (tmp_path / "a.txt").write_text(" one \n\n two\n", encoding="utf-8")
+    assert read_caption(img, ".txt") == "one"
+    assert read_caption(img, ".txt", all_lines=True) == "one\ntwo"
+    (tmp_path / "a.txt").write_text("\n \n", encoding="utf-8")
+    with pytest.raises(DatasetError, match="only blank lines"):
+        read_caption(img, ".txt", all_lines=True)

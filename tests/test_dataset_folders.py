@@ -258,3 +258,27 @@ def test_reg_flag_and_dataclass_properties(tmp_path):
     assert s.num_steps == 6 and not s.is_reg
     empty = DatasetScan(tmp_path, [s, s], [])
     assert (empty.num_images, empty.num_train_images, empty.warnings) == (6, 12, [])
+
+
+def test_links_leading_outside_the_folder_are_skipped_unless_allowed(tmp_path):
+    outside = tmp_path / "outside"
+    secret = _png(outside / "s.png")
+    root = tmp_path / "img"
+    _png(root / "1_a" / "a.png")
+    try:
+        (root / "2_link").symlink_to(outside, target_is_directory=True)
+        (root / "1_a" / "b.png").symlink_to(secret)
+        (root / "1_a" / "c.png").symlink_to(root / "1_a" / "a.png")  # inside: fine
+    except OSError:
+        pytest.skip("symlinks not permitted here")
+    scan = scan_image_folder(root)
+    assert [s.name for s in scan.subsets] == ["1_a"]
+    assert [p.name for p in scan.subsets[0].images] == ["a.png", "c.png"]
+    assert (
+        "2_link",
+        "a link to a folder outside the dataset folder (set allow_symlinks to follow it)",
+    ) in scan.skipped
+    assert any("1 links lead outside" in w and "b.png" in w for w in scan.warnings)
+    allowed = scan_image_folder(root, allow_symlinks=True)
+    assert [s.name for s in allowed.subsets] == ["1_a", "2_link"]
+    assert len(allowed.subsets[0].images) == 3

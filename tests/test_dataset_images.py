@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,14 @@ import torch
 from PIL import Image
 
 from lora_trainer.dataset.images import (
+    color_augment,
+    fit_to_bucket,
+    flip_horizontal,
     load_image_rgb,
     read_image_size,
     resize_center_crop,
     to_tensor,
+    verify_image,
 )
 from lora_trainer.errors import DatasetError
 
@@ -193,3 +198,40 @@ def test_loader_output_feeds_the_pipeline(tmp_path: Path):
     _two_colour(90, 60).save(path)
     t = to_tensor(resize_center_crop(load_image_rgb(path), 32, 32))
     assert t.shape == (3, 32, 32)
+
+
+def test_fit_to_bucket_resizes_then_crops_the_centre_or_at_random():
+    img = _two_colour(200, 100)
+    out = fit_to_bucket(img, (64, 64), (128, 64))
+    assert out.size == (64, 64)
+    # centred: the red/blue edge at x=64 of the 128 px resize lands in the middle
+    assert _close(out.getpixel((28, 32)), RED) and _close(out.getpixel((36, 32)), BLUE)
+    offsets = set()
+    for seed in range(30):
+        crop = fit_to_bucket(img, (64, 64), (128, 64), random.Random(seed))
+        row = [crop.getpixel((x, 32)) for x in range(64)]
+        offsets.add(sum(_close(p, RED) for p in row))
+    assert len(offsets) > 5  # random_crop moves the window
+
+
+def test_flip_and_colour_augmentation():
+    img = _two_colour(20, 10)
+    assert _close(flip_horizontal(img).getpixel((0, 0)), BLUE)
+    grey = Image.new("RGB", (8, 8), (120, 60, 200))
+    changed = sum(color_augment(grey, random.Random(s)).getpixel((0, 0)) != (120, 60, 200)
+                  for s in range(300))  # fmt: skip
+    assert 60 < changed < 140  # kohya: about a third of the time
+    for s in range(50):
+        pixel = color_augment(grey, random.Random(s)).getpixel((0, 0))
+        assert all(abs(a - b) < 60 for a, b in zip(pixel, (120, 60, 200)))  # weak
+
+
+def test_large_jpeg_draft_keeps_orientation(tmp_path):
+    path = tmp_path / "big.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _two_colour(800, 400).save(path, "JPEG", quality=95, exif=exif.tobytes())
+    out = load_image_rgb(path, at_least=(50, 100))
+    assert out.size == (50, 100)  # decoded at 1/8, still covering 50x100, and turned upright
+    assert _close(out.getpixel((25, 10)), RED) and _close(out.getpixel((25, 90)), BLUE)
+    verify_image(path)

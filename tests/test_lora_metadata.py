@@ -52,6 +52,10 @@ def fixture_facts(fixture_md: dict[str, str]) -> TrainingFacts:
         seed=42,
         save_precision="fp16",
         caption_extension=".txt",
+        enable_bucket=True,
+        min_bucket_reso=64,
+        max_bucket_reso=128,
+        cache_latents=True,
     )
     return TrainingFacts(
         config=config,
@@ -70,7 +74,6 @@ def fixture_facts(fixture_md: dict[str, str]) -> TrainingFacts:
         tag_frequency={"2_sks dog": {"sks dog": 3, "red ball": 1, "blue box": 1, "purple triangle": 1}},
         dataset_dirs={"2_sks dog": {"n_repeats": 2, "img_count": 3}},
         bucket_info={"buckets": {0: {"resolution": (64, 64), "count": 6}}, "mean_img_ar_error": 0.0},
-        kohya_options={"enable_bucket": True, "min_bucket_reso": 64, "max_bucket_reso": 128, "cache_latents": True},
     )  # fmt: skip
 
 
@@ -180,10 +183,11 @@ def test_base_model_version_alone_sets_the_family(version):
 
 def test_options_not_in_config_come_from_kohya_options():
     facts = TrainingFacts(
-        config=TrainConfig(lr_warmup_steps=10.0),
-        kohya_options={"clip_skip": 2, "network_args": ["conv_dim=4", "conv_alpha=1"],
-                       "enable_bucket": True, "min_bucket_reso": 100, "max_bucket_reso": 1000,
-                       "min_timestep": 100, "metadata_title": "My LoRA"},
+        config=TrainConfig(
+            lr_warmup_steps=10.0, enable_bucket=True, min_bucket_reso=100, max_bucket_reso=1000,
+            clip_skip=2, network_args=["conv_dim=4", "conv_alpha=1"], min_timestep=100,
+        ),
+        kohya_options={"metadata_title": "My LoRA"},
         optimizer_args={"weight_decay": 0.1},
     )  # fmt: skip
     md = build_metadata(facts)

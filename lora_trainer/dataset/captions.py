@@ -24,15 +24,27 @@ def caption_path_candidates(image_path: Path, caption_extension: str) -> list[Pa
     return paths
 
 
-def read_caption(image_path: Path, caption_extension: str) -> str | None:
-    """The first line of the image's caption file, stripped; None when there is no caption file."""
+def find_caption_file(image_path: Path, caption_extension: str) -> Path | None:
+    """The caption file kohya would read for an image, or None."""
     for path in caption_path_candidates(Path(image_path), caption_extension):
         if path.is_file():
-            return _read_first_line(path)
+            return path
     return None
 
 
-def _read_first_line(path: Path) -> str:
+def read_caption(image_path: Path, caption_extension: str, all_lines: bool = False) -> str | None:
+    """The image's caption, stripped; None when there is no caption file.
+
+    kohya reads the first line, or with enable_wildcard every non-blank line joined by newlines.
+    """
+    path = find_caption_file(image_path, caption_extension)
+    if path is None:
+        return None
+    return read_caption_file(path, all_lines)
+
+
+def read_caption_file(path: Path, all_lines: bool = False) -> str:
+    """A caption file's first line (or all non-blank lines joined by newlines), refusing unusable files."""
     try:
         # "utf-8-sig" drops the byte-order mark Windows editors write; kohya would keep
         # it as an invisible first character of the caption. readlines() splits lines
@@ -57,7 +69,16 @@ def _read_first_line(path: Path) -> str:
             str(path),
             "Write the caption in it, or delete it to use the folder's class tokens",
         )
-    caption = lines[0].strip()
+    if all_lines:
+        caption = "\n".join(line.strip() for line in lines if line.strip())
+    else:
+        caption = lines[0].strip()
+    if not caption and all_lines:
+        raise DatasetError(
+            "caption file has only blank lines",
+            str(path),
+            "Write the caption in it, or delete it to use the folder's class tokens",
+        )
     if not caption:
         raise DatasetError(
             "caption file's first line is blank (only the first line is read)",

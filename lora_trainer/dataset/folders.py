@@ -35,7 +35,7 @@ _LOWER_EXTENSIONS = _BASE_EXTENSIONS + _plugin_extensions()
 IMAGE_EXTENSIONS: tuple[str, ...] = _LOWER_EXTENSIONS + tuple(e.upper() for e in _LOWER_EXTENSIONS)
 
 # Files users often drop in a dataset that kohya silently ignores; we name them.
-_IGNORED_IMAGE_LIKE = {".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl"} - set(
+IGNORED_IMAGE_LIKE = {".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl"} - set(
     _LOWER_EXTENSIONS
 )
 
@@ -69,6 +69,36 @@ def list_images(folder: Path) -> list[Path]:
     return sorted((p for p in entries if is_image_file(p)), key=lambda p: p.name)
 
 
+def is_inside(path: Path, root: Path) -> bool:
+    """True when `path`, with every link followed, lies inside `root` (also followed)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except OSError:  # a link loop: certainly not something to read
+        return False
+
+
+def split_outside_links(
+    paths: list[Path], root: Path, allow_symlinks: bool
+) -> tuple[list[Path], list[Path]]:
+    """(paths to use, links that lead outside `root`); with allow_symlinks every path is used."""
+    if allow_symlinks:
+        return list(paths), []
+    inside, outside = [], []
+    for p in paths:
+        (inside if is_inside(p, root) else outside).append(p)
+    return inside, outside
+
+
+def outside_links_warning(links: list[Path], root: Path) -> str:
+    """One line naming links that were not followed."""
+    first = ", ".join(str(p) for p in links[:3])
+    more = f" and {len(links) - 3} more" if len(links) > 3 else ""
+    return (
+        f"{len(links)} links lead outside {root} and were not followed ({first}{more}); "
+        "set allow_symlinks to use them"
+    )
+
+
 def split_subfolder_name(name: str) -> tuple[int, str] | None:
     """kohya's raw parse: `int()` of the text before the first `_`, rest joined back. None if int() fails."""
     head, _, rest = name.partition("_")
@@ -88,9 +118,10 @@ def parse_subfolder_name(name: str) -> tuple[int, str] | None:
 
 
 _HIDDEN = "hidden folder"
+_LINK_OUT = "a link to a folder outside the dataset folder (set allow_symlinks to follow it)"
 
 
-def _skip_reason(name: str) -> str:
+def skip_reason(name: str) -> str:
     if name.startswith("."):
         return _HIDDEN
     parsed = split_subfolder_name(name)
@@ -153,9 +184,16 @@ class DatasetScan:
 
 
 def scan_image_folder(
-    root: str | Path, *, caption_extension: str = ".caption", is_reg: bool = False
+    root: str | Path,
+    *,
+    caption_extension: str = ".caption",
+    is_reg: bool = False,
+    allow_symlinks: bool = False,
 ) -> DatasetScan:
-    """Read a kohya DreamBooth folder: immediate `N_tokens` sub-folders and their images."""
+    """Read a kohya DreamBooth folder: immediate `N_tokens` sub-folders and their images.
+
+    Links (sub-folders or images) that lead outside `root` are not followed unless allow_symlinks.
+    """
     root = Path(root)
     kind = "regularization folder" if is_reg else "training image folder"
     if not root.exists():
@@ -180,12 +218,17 @@ def scan_image_folder(
     skipped: list[tuple[str, str]] = []
     empty: list[tuple[str, str]] = []
     warnings: list[str] = []
+    outside: list[Path] = []
     for sub in subdirs:
         parsed = parse_subfolder_name(sub.name)
         if parsed is None:
-            skipped.append((sub.name, _skip_reason(sub.name)))
+            skipped.append((sub.name, skip_reason(sub.name)))
             continue
-        images = list_images(sub)
+        if not allow_symlinks and not is_inside(sub, root):
+            skipped.append((sub.name, _LINK_OUT))
+            continue
+        images, links = split_outside_links(list_images(sub), root, allow_symlinks)
+        outside += links
         if not images:
             empty.append((sub.name, _empty_reason(sub)))
             continue
@@ -215,6 +258,8 @@ def scan_image_folder(
             f"{len(root_images)} images directly in {root} are ignored: kohya reads only images "
             f"inside '<repeats>_<class tokens>' sub-folders"
         )
+    if outside:
+        warnings.append(outside_links_warning(outside, root))
     warnings += _ignored_file_warnings(subsets)
     warnings += _caption_extension_warnings(subsets, caption_extension)
     return DatasetScan(root, subsets, skipped, warnings)
@@ -247,7 +292,7 @@ def _ignored_file_warnings(subsets: list[Subset]) -> list[str]:
     for subset in subsets:
         for p in subset.path.iterdir():
             ext = p.suffix.lower()
-            if ext in _IGNORED_IMAGE_LIKE and p.is_file():
+            if ext in IGNORED_IMAGE_LIKE and p.is_file():
                 counts[ext] = counts.get(ext, 0) + 1
     return [
         f"{n} {ext} files are ignored: kohya reads only {', '.join(_LOWER_EXTENSIONS)}; convert them to PNG"

@@ -10,6 +10,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 from ..errors import LoraFileError
+from .dropout import KohyaDropout, install_kohya_forward
 from .targets import LoraTarget
 
 ADAPTER = "default"
@@ -17,11 +18,19 @@ ADAPTER = "default"
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """Rank and alpha as kohya names them (network_dim / network_alpha)."""
+    """Rank and alpha as kohya names them (network_dim / network_alpha), LoCon and dropouts."""
 
     rank: int
     alpha: float
-    dropout: float = 0.0
+    dropout: float | None = None  # kohya's network_dropout (see lora/dropout.py)
+    conv_rank: int | None = None  # LoCon: rank and alpha of the 3x3 convolutions
+    conv_alpha: float | None = None
+    rank_dropout: float | None = None
+    module_dropout: float | None = None
+
+    @property
+    def kohya_dropout(self) -> KohyaDropout:
+        return KohyaDropout(self.dropout, self.rank_dropout, self.module_dropout)
 
 
 @dataclass
@@ -49,19 +58,31 @@ class LoraNetwork:
         for name, (model, targets) in models.items():
             if not targets:
                 continue
-            config = LoraConfig(
-                r=spec.rank,
-                lora_alpha=spec.alpha,
-                lora_dropout=spec.dropout,
-                target_modules=[t.module_path for t in targets],
-                init_lora_weights=True,
-                bias="none",
-            )
-            inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+            inject_adapter_in_model(_lora_config(targets, spec), model, adapter_name=ADAPTER)
             parts.append(InjectedPart(name, model, targets))
         network = cls(parts, spec)
+        network._check_ranks()
         network._upcast_lora_weights()
+        if spec.kohya_dropout.active:
+            for _, layer in network.layers():
+                install_kohya_forward(layer, ADAPTER, spec.kohya_dropout)
         return network
+
+    def _check_ranks(self) -> None:
+        # peft matches rank_pattern keys as regular expressions: make sure each module got
+        # exactly the rank kohya gives it.
+        for target, layer in self.layers():
+            expected = self.spec.conv_rank if target.is_conv3x3 else self.spec.rank
+            if layer.r[ADAPTER] != expected:
+                raise RuntimeError(
+                    f"{target.module_path} got rank {layer.r[ADAPTER]}, not {expected}"
+                )
+
+    def set_lora_dtype(self, dtype: torch.dtype) -> None:
+        """Keep the LoRA weights in `dtype` (kohya's full_fp16/full_bf16 train them in half precision)."""
+        for _, layer in self.layers():
+            layer.lora_A[ADAPTER].to(dtype)
+            layer.lora_B[ADAPTER].to(dtype)
 
     def _upcast_lora_weights(self) -> None:
         # peft gives LoRA weights the dtype of the base layer; they train in fp32 whatever
@@ -92,10 +113,13 @@ class LoraNetwork:
         """`lora_down.weight`, `lora_up.weight` and a 0-dim `alpha` per module, kohya-named."""
         out: dict[str, torch.Tensor] = {}
         for target, layer in self.layers():
-            down = layer.lora_A[ADAPTER].weight
+            down = layer.lora_A[ADAPTER].weight.detach()
+            up = layer.lora_B[ADAPTER].weight.detach()
+            if target.linear_as_conv1x1:  # SD2 proj_in/proj_out: kohya's [r, C, 1, 1] shapes
+                down, up = down[:, :, None, None], up[:, :, None, None]
             out[f"{target.kohya_name}.alpha"] = torch.tensor(float(layer.lora_alpha[ADAPTER]))
-            out[f"{target.kohya_name}.lora_down.weight"] = down.detach()
-            out[f"{target.kohya_name}.lora_up.weight"] = layer.lora_B[ADAPTER].weight.detach()
+            out[f"{target.kohya_name}.lora_down.weight"] = down
+            out[f"{target.kohya_name}.lora_up.weight"] = up
         return out
 
     @torch.no_grad()
@@ -119,13 +143,23 @@ class LoraNetwork:
         down, up = layer.lora_A[ADAPTER].weight, layer.lora_B[ADAPTER].weight
         file_down = tensors[f"{name}.lora_down.weight"]
         file_up = tensors[f"{name}.lora_up.weight"]
-        if file_down.numel() != down.numel() or file_up.numel() != up.numel():
+        if file_down.shape[0] != down.shape[0]:
             raise LoraFileError(
                 f"module {name} has rank {file_down.shape[0]}, the network has rank {down.shape[0]}",
                 where=source,
                 fix=f"set network_dim = {file_down.shape[0]} to continue from this file",
             )
-        # kohya writes 1x1 convs as [r, C, 1, 1]; a Linear takes the same numbers as [r, C]
+        if _without_1x1(file_down.shape) != _without_1x1(down.shape) or _without_1x1(
+            file_up.shape
+        ) != _without_1x1(up.shape):
+            raise LoraFileError(
+                f"module {name} has shapes {tuple(file_down.shape)} / {tuple(file_up.shape)}, "
+                f"the model needs {tuple(down.shape)} / {tuple(up.shape)}",
+                where=source,
+                fix="use a LoRA trained for this base model family",
+            )
+        # kohya writes 1x1 convs (and SD2's proj_in/proj_out) as [r, C, 1, 1]; a Linear
+        # takes the same numbers as [r, C], and the other way round
         down.copy_(file_down.reshape(down.shape).to(down.dtype))
         up.copy_(file_up.reshape(up.shape).to(up.dtype))
         alpha_key = f"{name}.alpha"
@@ -144,3 +178,26 @@ class LoraNetwork:
                 if base is not None:
                     setattr(parent, child, base)
         self.parts = []
+
+
+def _lora_config(targets: list[LoraTarget], spec: NetworkSpec) -> LoraConfig:
+    """peft config: network_dim/alpha everywhere, conv_dim/conv_alpha on 3x3 convs (LoCon)."""
+    conv = [t.module_path for t in targets if t.is_conv3x3]
+    if conv and spec.conv_rank is None:
+        raise ValueError("3x3-conv targets need NetworkSpec.conv_rank")
+    return LoraConfig(
+        r=spec.rank,
+        lora_alpha=spec.alpha,
+        lora_dropout=0.0,  # kohya's dropouts are not peft's: see install_kohya_forward
+        target_modules=[t.module_path for t in targets],
+        rank_pattern={path: spec.conv_rank for path in conv},
+        alpha_pattern={path: spec.conv_alpha for path in conv},
+        init_lora_weights=True,
+        bias="none",
+    )
+
+
+def _without_1x1(shape: torch.Size) -> tuple[int, ...]:
+    """[r, C, 1, 1] -> (r, C): the shapes under which a 1x1 conv and a Linear LoRA agree."""
+    shape = tuple(shape)
+    return shape[:2] if len(shape) == 4 and shape[2:] == (1, 1) else shape

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from torch import nn
+
+from .sdxl_names import sgm_module_path
 
 # kohya's UNET_TARGET_REPLACE_MODULE / TEXT_ENCODER_TARGET_REPLACE_MODULE: LoRA goes on the
 # Linear (and 1x1 Conv2d) children of these blocks. Newer transformers name their attention
@@ -23,6 +26,9 @@ class LoraTarget:
     kohya_name: str
     module_path: str
     is_conv3x3: bool = False
+    # SD2's proj_in/proj_out are Linear here but 1x1 convs in kohya's UNet: their LoRA
+    # weights are written as [r, C, 1, 1] like kohya writes them
+    linear_as_conv1x1: bool = False
 
 
 def kohya_name(prefix: str, module_path: str) -> str:
@@ -68,9 +74,40 @@ def _module_kind(module: nn.Module) -> str | None:
 
 
 def unet_targets(unet: nn.Module, include_conv3x3: bool = False) -> list[LoraTarget]:
-    """kohya's UNet targets: transformer blocks, plus ResNet/down/upsample blocks for LoCon."""
+    """kohya's UNet targets: transformer blocks, plus ResNet/down/upsample blocks for LoCon.
+
+    SDXL modules get the SGM block names kohya uses; SD2's linear projections are marked
+    to be written with kohya's 1x1-conv shapes.
+    """
     conv_blocks = UNET_CONV_TARGET_BLOCKS if include_conv3x3 else frozenset()
-    return find_targets(unet, "lora_unet", UNET_TARGET_BLOCKS, conv_blocks)
+    targets = find_targets(unet, "lora_unet", UNET_TARGET_BLOCKS, conv_blocks)
+    config = getattr(unet, "config", None) or {}
+    if is_sdxl_unet(config):
+        layers, up_types = config["layers_per_block"], config["up_block_types"]
+        return [
+            replace(
+                t,
+                kohya_name=kohya_name(
+                    "lora_unet", sgm_module_path(t.module_path, layers, up_types)
+                ),
+            )
+            for t in targets
+        ]
+    if config.get("use_linear_projection"):
+        return [replace(t, linear_as_conv1x1=_is_projection(unet, t)) for t in targets]
+    return targets
+
+
+def is_sdxl_unet(config: Any) -> bool:
+    """SDXL's UNet is the one with text_time added conditioning."""
+    return bool(config) and config.get("addition_embed_type") == "text_time"
+
+
+def _is_projection(unet: nn.Module, target: LoraTarget) -> bool:
+    last = target.module_path.rsplit(".", 1)[-1]
+    return last in ("proj_in", "proj_out") and isinstance(
+        unet.get_submodule(target.module_path), nn.Linear
+    )
 
 
 def text_encoder_targets(text_encoder: nn.Module, prefix: str = "lora_te") -> list[LoraTarget]:

@@ -8,9 +8,10 @@ from typing import Any
 
 from torch import nn
 
-# kohya's ss_base_model_version and modelspec architecture per model family
+# kohya's ss_base_model_version per model family ("_v" is added for v-prediction on SD1/SD2)
 BASE_MODEL_VERSIONS = {"sd1": "sd_v1", "sd2": "sd_v2", "sdxl": "sdxl_base_v1-0"}
 DEFAULT_RESOLUTIONS = {"sd1": 512, "sd2": 768, "sdxl": 1024}
+V_PREDICTION = "v_prediction"
 
 
 @dataclass
@@ -35,7 +36,8 @@ class ModelBundle:
     scheduler_config: dict[str, Any]
     source: ModelSource
     scale_factor: float = 0.18215
-    prediction_type: str = "epsilon"
+    prediction_type: str = "epsilon"  # or "v_prediction"
+    vae_source: ModelSource | None = None  # set when the VAE came from its own file (kohya --vae)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -47,8 +49,25 @@ class ModelBundle:
         return self.tokenizers[0]
 
     @property
+    def is_sdxl(self) -> bool:
+        return self.arch == "sdxl"
+
+    @property
+    def v2(self) -> bool:
+        """kohya's --v2: an SD2.x model."""
+        return self.arch == "sd2"
+
+    @property
+    def v_parameterization(self) -> bool:
+        return self.prediction_type == V_PREDICTION
+
+    @property
     def base_model_version(self) -> str:
-        return BASE_MODEL_VERSIONS[self.arch]
+        """kohya's ss_base_model_version: sd_v1, sd_v1_v, sd_v2, sd_v2_v or sdxl_base_v1-0."""
+        version = BASE_MODEL_VERSIONS[self.arch]
+        if self.v_parameterization and not self.is_sdxl:
+            version += "_v"
+        return version
 
     @property
     def text_encoder_prefixes(self) -> list[str]:

@@ -1,120 +1,132 @@
-"""Load an SD checkpoint file (.safetensors / .ckpt, original LDM layout), offline."""
+"""Load an SD1.x / SD2.x / SDXL checkpoint file (original LDM/SGM layout), offline.
+
+The family comes from the keys. Configs come from the .yaml beside the file when there
+is one (as in the WebUI), else from the bundled standard configs. SD2 768-v and 512
+models have the same keys; the prediction type comes, in this order, from the caller
+(kohya's v_parameterization), the .yaml, the file's modelspec metadata, and for SD2 the
+WebUI's own probe of the weights.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
-from diffusers.loaders.single_file_utils import (
-    create_unet_diffusers_config_from_ldm,
-    create_vae_diffusers_config_from_ldm,
-)
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from transformers import CLIPTextConfig
 
 from ..errors import ModelError
 from ..lora.hashes import legacy_model_hash, sha256_file
-from . import ldm_convert
-from .assets import (
-    load_clip_tokenizer,
-    sd15_scheduler_config,
-    sd15_text_encoder_config,
-    sd15_unet_config,
-    sd15_vae_config,
+from .arch_configs import (
+    ModelConfigs,
+    bundled_configs,
+    configs_from_ldm_yaml,
+    normalise_prediction_type,
+    yaml_prediction_type,
 )
-from .bundle import ModelBundle, ModelSource
-
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint; .ckpt files are unpickled safely (weights only)."""
-    if not path.is_file():
-        raise ModelError("checkpoint file not found", where=str(path), fix="check the path")
-    if path.suffix.lower() not in CHECKPOINT_SUFFIXES:
-        raise ModelError(
-            f"unsupported checkpoint type {path.suffix!r}",
-            where=str(path),
-            fix="use a .safetensors or .ckpt file",
-        )
-    try:
-        if path.suffix.lower() == ".safetensors":
-            return load_file(str(path))
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"cannot read the checkpoint: {exc}", where=str(path)) from None
-    return data.get("state_dict", data) if isinstance(data, dict) else {}
+from .bundle import V_PREDICTION, ModelBundle, ModelSource
+from .checkpoint_read import read_checkpoint
+from .ldm_bundle import bundle_from_ldm_state_dict
+from .ldm_keys import checkpoint_layout, detect_arch
+from .v_probe import probe_is_v_prediction
+from .vae_file import load_vae
 
 
 def load_checkpoint_file(
-    path: str | Path, weight_dtype: torch.dtype = torch.float32
+    path: str | Path,
+    weight_dtype: torch.dtype = torch.float32,
+    *,
+    prediction_type: str | None = None,
+    vae: str | Path | None = None,
+    configs: ModelConfigs | None = None,
 ) -> ModelBundle:
-    """Build an SD1.x bundle from a checkpoint file, with configs from its .yaml or the bundled ones."""
+    """A bundle from a checkpoint file; `vae` replaces its VAE, `configs` its architecture settings."""
     path = Path(path).expanduser()
-    state_dict = read_state_dict(path)
-    arch = ldm_convert.detect_arch(state_dict)
-    if arch != "sd1":
-        raise ModelError(
-            f"this is an {arch.upper()} checkpoint; this version trains SD1.x models only",
-            where=str(path),
-            fix="use an SD1.x checkpoint for now",
+    tensors, metadata = read_checkpoint(path)
+    state_dict = checkpoint_layout(tensors)
+    del tensors
+    arch = detect_arch(state_dict)
+    state_dict = _cast(state_dict, weight_dtype)
+    original = _read_yaml(path)
+    if configs is None:
+        configs = (
+            configs_from_ldm_yaml(original, state_dict, arch, path.with_suffix(".yaml"))
+            if original
+            else bundled_configs(arch)
         )
-    state_dict = {
-        k: v.to(weight_dtype) if v.is_floating_point() else v for k, v in state_dict.items()
-    }
-    unet_cfg, vae_cfg, te_cfg = sd1_configs(path, state_dict)
-    bundle = ModelBundle(
-        arch="sd1",
-        unet=ldm_convert.sd1_unet(state_dict, unet_cfg),
-        text_encoders=[ldm_convert.sd1_text_encoder(state_dict, te_cfg)],
-        tokenizers=[load_clip_tokenizer()],
-        vae=ldm_convert.sd1_vae(state_dict, vae_cfg),
-        scheduler_config=sd15_scheduler_config(),
+    decided, origin = _prediction_type(prediction_type, original, metadata)
+    vae_module, vae_source = load_vae(vae, configs.vae, weight_dtype) if vae else (None, None)
+    bundle = bundle_from_ldm_state_dict(
+        state_dict,
+        arch,
+        prediction_type=decided,
         source=ModelSource(path.name, path, legacy_model_hash(path), sha256_file(path)),
-        scale_factor=float(vae_cfg.get("scaling_factor", 0.18215)),
+        configs=configs,
+        vae=vae_module,
     )
+    bundle.vae_source = vae_source
+    if decided is None and arch == "sd2":
+        decided, origin = _probe(bundle)
+    bundle.extra["prediction_type_from"] = origin if decided else "default"
     return bundle
 
 
-def sd1_configs(
-    path: Path, state_dict: dict[str, torch.Tensor]
-) -> tuple[dict, dict, CLIPTextConfig]:
-    """The LDM .yaml beside the checkpoint (as the WebUI uses it), else SD1.5's configs."""
+def _cast(state_dict: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Floating tensors in `dtype`, each file tensor freed as soon as its copy exists."""
+    out = {}
+    for key in list(state_dict):
+        value = state_dict.pop(key)  # at most one tensor held twice: peak ~ file + one layer
+        out[key] = value.to(dtype) if value.is_floating_point() else value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any] | None:
+    """The LDM/SGM config beside the checkpoint (same name, .yaml), as the WebUI picks it."""
     yaml_path = path.with_suffix(".yaml")
     if not yaml_path.is_file():
-        return sd15_unet_config(), sd15_vae_config(), sd15_text_encoder_config()
+        return None
     try:
-        original = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-        unet_cfg = create_unet_diffusers_config_from_ldm(original, state_dict)
-        vae_cfg = create_vae_diffusers_config_from_ldm(original, state_dict)
-        unet_params = original["model"]["params"]["unet_config"]["params"]
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise ModelError(f"cannot use the model config: {exc}", where=str(yaml_path)) from None
-    if unet_cfg.get("attention_head_dim") is None:
-        unet_cfg["attention_head_dim"] = ldm_convert.unet_heads_from_ldm(unet_params)
-    return unet_cfg, vae_cfg, _text_config(original, yaml_path, state_dict)
+        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ModelError(f"cannot read the model config: {exc}", where=str(yaml_path)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise ModelError("the model config has no `model` section", where=str(yaml_path))
+    return data
 
 
-def _text_config(original: dict[str, Any], yaml_path: Path, state_dict: dict) -> CLIPTextConfig:
-    version = (
-        original["model"]["params"].get("cond_stage_config", {}).get("params", {}).get("version")
-    )
-    if version:
-        # the WebUI resolves a relative `version` against its own folder; we try the
-        # yaml's folder and the working directory, and never a hub id
-        for base in (yaml_path.parent, Path.cwd()):
-            config_json = base / version / "config.json"
-            if config_json.is_file():
-                return CLIPTextConfig(**json.loads(config_json.read_text(encoding="utf-8")))
-    hidden = state_dict[ldm_convert.SD1_TEXT_KEY].shape[1]
-    if hidden == sd15_text_encoder_config().hidden_size:
-        return sd15_text_encoder_config()
-    raise ModelError(
-        "cannot tell the text encoder's shape for this checkpoint",
-        where=str(yaml_path),
-        fix="point cond_stage_config.params.version in the .yaml at a folder with the CLIP config.json",
-    )
+def _prediction_type(
+    given: str | None, original: dict[str, Any] | None, metadata: dict[str, str]
+) -> tuple[str | None, str]:
+    """The prediction type and what decided it; (None, "") when nothing says."""
+    if given:
+        return normalise_prediction_type(given), "option"
+    from_yaml = yaml_prediction_type(original) if original else None
+    if from_yaml:
+        return from_yaml, "yaml"
+    from_metadata = metadata_prediction_type(metadata)
+    if from_metadata:
+        return from_metadata, "metadata"
+    return None, ""
+
+
+def metadata_prediction_type(metadata: dict[str, str]) -> str | None:
+    """From a file's modelspec keys (prediction_type "v"/"epsilon", or a "...-v" architecture)."""
+    value = str(metadata.get("modelspec.prediction_type", "")).strip().lower()
+    if value in ("v", "v_prediction", "v-prediction"):
+        return V_PREDICTION
+    if value in ("epsilon", "eps"):
+        return "epsilon"
+    architecture = str(metadata.get("modelspec.architecture", "")).split("/")[0]
+    if architecture.endswith("-v"):
+        return V_PREDICTION
+    return None
+
+
+def _probe(bundle: ModelBundle) -> tuple[str | None, str]:
+    answer = probe_is_v_prediction(bundle.unet)
+    if answer is None:
+        return None, ""
+    prediction = V_PREDICTION if answer else "epsilon"
+    bundle.prediction_type = prediction
+    bundle.scheduler_config = dict(bundle.scheduler_config, prediction_type=prediction)
+    return prediction, "probe"

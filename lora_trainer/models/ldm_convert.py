@@ -1,8 +1,9 @@
-"""LDM-layout state dict (checkpoint file or the WebUI's live model) -> diffusers modules.
+"""LDM/SGM-layout tensors -> diffusers/transformers modules that use the caller's tensors.
 
 The tensors are not copied: diffusers' single-file helpers only rename keys (and take
-views), and the modules are built with empty parameters and then given the caller's
-tensors with `assign=True`. Training never writes to them (they stay frozen).
+views), open_clip's fused attention is split into views, and the modules are built with
+empty parameters and then given the caller's tensors with `assign=True`. Training never
+writes to them (they stay frozen).
 """
 
 from __future__ import annotations
@@ -14,42 +15,23 @@ import torch
 from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import (
-    convert_ldm_clip_checkpoint,
     convert_ldm_unet_checkpoint,
     convert_ldm_vae_checkpoint,
 )
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from ..errors import ModelError
+from .ldm_keys import UNET_PREFIX, VAE_PREFIX
+from .open_clip_convert import convert_open_clip
 
-SD1_TEXT_KEY = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
-SD2_TEXT_KEY = "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"
-SDXL_KEY = "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"
-UNET_KEY = "model.diffusion_model.input_blocks.0.0.weight"
-
-# keys a model may legitimately lack or carry: buffers that some transformers versions
-# register as non-persistent, and that are recomputed at construction anyway
+# buffers that some transformers versions register as non-persistent and that are
+# recomputed at construction anyway; checkpoints may carry broken copies of them
 IGNORABLE_KEYS = ("position_ids",)
-
-
-def detect_arch(state_dict: dict[str, Any]) -> str:
-    """'sd1', 'sd2' or 'sdxl' from the keys; ModelError for anything else."""
-    if SDXL_KEY in state_dict:
-        return "sdxl"
-    if SD2_TEXT_KEY in state_dict:
-        return "sd2"
-    if SD1_TEXT_KEY in state_dict and UNET_KEY in state_dict:
-        return "sd1"
-    if UNET_KEY not in state_dict:
-        raise ModelError(
-            "this is not a Stable Diffusion checkpoint in the original (LDM) layout",
-            fix="use a full SD1.x checkpoint (.safetensors or .ckpt) as the WebUI loads it",
-        )
-    raise ModelError(
-        "this checkpoint has a UNet but no text encoder that this version knows",
-        fix="use a full SD1.x checkpoint, not a UNet-only or pruned-of-text-encoder file",
-    )
+SIZE_FIX = (
+    "the standard SD1.x, SD2.x and SDXL sizes are known; for an SD1.x model of other sizes "
+    "put its original .yaml config beside the checkpoint (same name, .yaml)"
+)
 
 
 def build_with_tensors(
@@ -58,7 +40,14 @@ def build_with_tensors(
     """Construct with empty parameters, then adopt `tensors` as the parameters themselves."""
     with init_empty_weights(include_buffers=False):
         module = factory()
-    missing, unexpected = module.load_state_dict(tensors, strict=False, assign=True)
+    try:
+        missing, unexpected = module.load_state_dict(tensors, strict=False, assign=True)
+    except RuntimeError as exc:  # size mismatches: a model of another size than the config
+        first = str(exc).split("\n\t", 2)[1] if "\n\t" in str(exc) else str(exc)
+        raise ModelError(
+            f"the {what} weights do not have the sizes of this architecture ({first.strip()})",
+            fix=SIZE_FIX,
+        ) from None
     missing = [k for k in missing if not k.endswith(IGNORABLE_KEYS)]
     unexpected = [k for k in unexpected if not k.endswith(IGNORABLE_KEYS)]
     if missing or unexpected:
@@ -66,29 +55,51 @@ def build_with_tensors(
         raise ModelError(
             f"the {what} weights do not fit the expected architecture "
             f"({len(missing)} missing, {len(unexpected)} unexpected, e.g. {example})",
-            fix="check that the checkpoint is a complete SD1.x model",
-        )
-    still_empty = [n for n, p in module.named_parameters() if p.is_meta]
-    if still_empty:
-        raise ModelError(
-            f"the {what} weights lack {still_empty[0]}", fix="use a complete checkpoint"
+            fix="check that the checkpoint is complete and of the detected model family",
         )
     return module.requires_grad_(False).eval()
 
 
-def sd1_unet(state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> UNet2DConditionModel:
-    converted = convert_ldm_unet_checkpoint(state_dict, config)
+def unet_from_ldm(part: dict[str, Any], config: dict[str, Any]) -> UNet2DConditionModel:
+    """The diffusers UNet from `model.diffusion_model.*` tensors (prefix removed)."""
+    # diffusers' converter wants the prefixed keys; it takes them off again by itself
+    converted = convert_ldm_unet_checkpoint({UNET_PREFIX + k: v for k, v in part.items()}, config)
+    _check_all_used(part, converted, "UNet")
     return build_with_tensors(lambda: UNet2DConditionModel(**config), converted, "UNet")
 
 
-def sd1_vae(state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> AutoencoderKL:
-    converted = convert_ldm_vae_checkpoint(state_dict, config)
+def vae_from_ldm(part: dict[str, Any], config: dict[str, Any]) -> AutoencoderKL:
+    """The diffusers VAE from `first_stage_model.*` tensors (prefix removed)."""
+    converted = convert_ldm_vae_checkpoint({VAE_PREFIX + k: v for k, v in part.items()}, config)
+    _check_all_used(part, converted, "VAE")
     return build_with_tensors(lambda: AutoencoderKL(**config), converted, "VAE")
 
 
-def sd1_text_encoder(state_dict: dict[str, torch.Tensor], config: CLIPTextConfig) -> CLIPTextModel:
-    converted = convert_ldm_clip_checkpoint(state_dict)
-    return build_with_tensors(lambda: CLIPTextModel(config), converted, "text encoder")
+def clip_from_ldm(part: dict[str, Any], config: CLIPTextConfig) -> CLIPTextModel:
+    """SD1's / SDXL's first text encoder: already transformers names below the prefix."""
+    tensors = {k: v for k, v in part.items() if not k.endswith(IGNORABLE_KEYS)}
+    return build_with_tensors(lambda: CLIPTextModel(config), tensors, "text encoder")
+
+
+def open_clip_from_ldm(
+    part: dict[str, Any], config: CLIPTextConfig, with_projection: bool
+) -> tuple[nn.Module, list[str]]:
+    """SD2's / SDXL's open_clip text tower; also returns the keys it leaves out on purpose."""
+    converted = convert_open_clip(part, config.num_hidden_layers, with_projection)
+    cls = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    module = build_with_tensors(lambda: cls(config), converted.tensors, "text encoder")
+    return module, converted.unused
+
+
+def _check_all_used(part: dict[str, Any], converted: dict[str, Any], what: str) -> None:
+    # diffusers' converters rename one key to one key and silently skip names they do
+    # not know; a count mismatch means some weights of the checkpoint would be dropped
+    if len(converted) != len(part):
+        raise ModelError(
+            f"{len(part) - len(converted)} of the checkpoint's {what} weights have names "
+            "this architecture does not use",
+            fix="check that the checkpoint is a standard SD1.x, SD2.x or SDXL base model",
+        )
 
 
 def unet_heads_from_ldm(unet_params: dict[str, Any]) -> list[int] | int:

@@ -6,6 +6,7 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from .arch_configs import ModelConfigs
 from .assets import load_clip_tokenizer, sd15_scheduler_config
 from .bundle import ModelBundle, ModelSource
 
@@ -46,6 +47,17 @@ TINY_TEXT = {
     "hidden_act": "quick_gelu",
     "projection_dim": 32,
 }
+
+
+def tiny_sd1_configs() -> ModelConfigs:
+    """The tiny SD1 architecture, e.g. to convert its LDM-layout tensors."""
+    return ModelConfigs(
+        "sd1",
+        dict(TINY_UNET),
+        dict(TINY_VAE),
+        [CLIPTextConfig(**TINY_TEXT)],
+        sd15_scheduler_config(),
+    )
 
 
 def build_tiny_sd1(seed: int = 0) -> ModelBundle:

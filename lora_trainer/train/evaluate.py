@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..models.bundle import ModelBundle
-from .conditioning import encode_latents, encode_prompts
+from .conditioning import SIZE_EXTRAS, PromptOptions, encode_conditioning, encode_latents
 from .noise import NoiseSchedule
 
 
@@ -29,6 +29,11 @@ def fixed_batch_loss(
     noise = torch.randn(latents.shape, generator=gen).to(device)
     schedule = NoiseSchedule(bundle.scheduler_config, bundle.prediction_type)
     timesteps = schedule.sample_timesteps(len(items), gen, device)
-    context = encode_prompts(bundle, [s["caption"] for s in items], device)
-    pred = bundle.unet(schedule.add_noise(latents, noise, timesteps), timesteps, context).sample
+    # SDXL's size conditioning: the samples' own sizes, else the latents' size
+    extra = {n: [s[n] for s in items] for n in SIZE_EXTRAS if all(n in s for s in items)}
+    options = PromptOptions(resolution=(latents.shape[-1] * 8, latents.shape[-2] * 8))
+    cond = encode_conditioning(bundle, [s["caption"] for s in items], extra, device, options)
+    noisy = schedule.add_noise(latents, noise, timesteps)
+    added = cond.added_cond_kwargs
+    pred = bundle.unet(noisy, timesteps, cond.context, added_cond_kwargs=added).sample
     return F.mse_loss(pred.float(), schedule.target(latents, noise, timesteps).float()).item()

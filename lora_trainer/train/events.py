@@ -39,6 +39,16 @@ class SavedEvent:
 
 
 @dataclass(frozen=True)
+class SampleEvent:
+    """Sample images were made (kohya's sample_prompts); the WebUI shows them in a gallery."""
+
+    paths: tuple[Path, ...]  # one PNG per prompt, in prompt order
+    step: int
+    epoch: int | None  # set when sampled at an epoch's end, None when by step (kohya's naming)
+    prompts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class MessageEvent:
     """A line for the user (dataset summary, warnings, phases)."""
 
@@ -46,7 +56,7 @@ class MessageEvent:
     level: str = "info"
 
 
-Event = StepEvent | SavedEvent | MessageEvent
+Event = StepEvent | SavedEvent | SampleEvent | MessageEvent
 EventSink = Callable[[Event], None]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -10,19 +11,25 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
-from ..dataset.folders import DatasetScan, scan_image_folder
-from ..dataset.image_dataset import ImageCaptionDataset
-from ..dataset.images import read_image_size
+from ..dataset.build import TrainingData, build_training_data
+from ..dataset.group import DatasetGroup
 from ..errors import ConfigError
 from ..lora.kohya_file import cast_for_save, load_kohya_lora, save_kohya_lora
 from ..lora.metadata import TrainingFacts, build_metadata
-from ..lora.network import LoraNetwork, NetworkSpec
-from ..lora.targets import text_encoder_targets, unet_targets
+from ..lora.network import LoraNetwork
+from ..lora.network_args import locon_targets, network_options
+from ..lora.targets import text_encoder_targets
 from ..models.bundle import ModelBundle
-from ..models.loading import load_bundle
+from ..models.loading import prepare_model
+from .checkpoints import CheckpointPlan
+from .data_setup import check_bucket_steps, prepare_caches
 from .events import EventSink, MessageEvent, StopSignal, ignore_events
 from .loop import LoopResult, TrainLoop
+from .optim import metadata_config, recorded_optimizer
 from .plan import StepPlan, plan_steps
+from .precision import Precision, cast_base_weights
+from .sampling import ImageSampler, check_sample_setup
+from .state import ResumeInfo, load_state, owns_outputs, prepare_resume, resume_position
 
 
 @dataclass
@@ -40,12 +47,13 @@ class PreparedJob:
     """Everything checked before any model is loaded."""
 
     config: TrainConfig
-    scan: DatasetScan
-    dataset: ImageCaptionDataset
+    data: TrainingData
+    dataset: DatasetGroup
     plan: StepPlan
     output_dir: Path
     seed: int
     session_id: int
+    resume: ResumeInfo | None = None  # the state folder this run continues
 
 
 def output_file(output_dir: Path, name: str, epoch: int | None = None) -> Path:
@@ -56,38 +64,40 @@ def output_file(output_dir: Path, name: str, epoch: int | None = None) -> Path:
 
 def prepare(config: TrainConfig, emit: EventSink = ignore_events) -> PreparedJob:
     """Check the dataset, the output place and the plan; cheap, and before any heavy work."""
-    if not config.train_data_dir:
-        raise ConfigError(
-            "train_data_dir is not set", fix="point it at a folder of N_token sub-folders"
-        )
     if not config.output_dir:
         raise ConfigError("output_dir is not set", fix="give the folder where the LoRA file goes")
     output_dir = Path(config.output_dir).expanduser()
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError("output_dir is a file, not a folder", where=str(output_dir))
-    scan = scan_image_folder(config.train_data_dir, caption_extension=config.caption_extension)
-    for line in scan.summary_lines():
+    if config.cache_latents_to_disk and not config.cache_latents:
+        # kohya turns cache_latents on too (and writes it so in ss_cache_latents)
+        config = dataclasses.replace(config, cache_latents=True)
+    data = build_training_data(config, seed=0)
+    for line in data.lines:
         emit(MessageEvent(line))
-    for warning in scan.warnings:
+    for warning in data.warnings:
         emit(MessageEvent(warning, level="warning"))
-    dataset = ImageCaptionDataset(scan, config.resolution_wh, config.caption_extension)
-    dataset.check_images()
+    dataset = data.group
     plan = plan_steps(len(dataset), dataset.num_batches(config.train_batch_size), config)
-    _refuse_overwrite(config, output_dir, plan)
+    dataset.set_max_train_steps(plan.total_steps)
+    check_sample_setup(config, emit)
+    resume = prepare_resume(config, len(dataset), plan.total_steps, emit)
+    _refuse_overwrite(config, output_dir, plan, resume)
     seed = config.seed if config.seed is not None else random.randint(0, 2**32 - 1)
-    return PreparedJob(config, scan, dataset, plan, output_dir, seed, random.randint(0, 2**32 - 1))
+    seed = resume.seed if resume else seed
+    dataset.set_seed(seed)  # flips, crops and caption choices follow the run's seed
+    session_id = random.randint(0, 2**32 - 1)
+    return PreparedJob(config, data, dataset, plan, output_dir, seed, session_id, resume)
 
 
-def _refuse_overwrite(config: TrainConfig, output_dir: Path, plan: StepPlan) -> None:
-    if config.overwrite:
+def _refuse_overwrite(
+    config: TrainConfig, output_dir: Path, plan: StepPlan, resume: ResumeInfo | None = None
+) -> None:
+    if config.overwrite or owns_outputs(resume, output_dir, config.output_name):
         return
+    checkpoints = CheckpointPlan(config, output_dir, plan.total_epochs)
     planned = [output_file(output_dir, config.output_name)]
-    if config.save_every_n_epochs:
-        every = config.save_every_n_epochs
-        planned += [
-            output_file(output_dir, config.output_name, e)
-            for e in range(every, plan.total_epochs, every)
-        ]
+    planned += checkpoints.planned_files(plan.total_steps, *resume_position(resume))
     existing = [p for p in planned if p.exists()]
     if existing:
         raise ConfigError(
@@ -113,14 +123,15 @@ def resolve_device(name: str) -> torch.device:
 
 def inject_network(bundle: ModelBundle, config: TrainConfig, seed: int) -> LoraNetwork:
     """kohya's targets with kaiming-uniform init drawn from `seed`."""
+    options = network_options(config)
     models = {}
     if not config.network_train_text_encoder_only:
-        models["unet"] = (bundle.unet, unet_targets(bundle.unet))
+        models["unet"] = (bundle.unet, locon_targets(bundle.unet, options.conv_rank))
     if not config.network_train_unet_only:
         for prefix, te in zip(bundle.text_encoder_prefixes, bundle.text_encoders):
             models[prefix.removeprefix("lora_")] = (te, text_encoder_targets(te, prefix))
     torch.manual_seed(seed)
-    return LoraNetwork.inject(models, NetworkSpec(config.network_dim, config.network_alpha))
+    return LoraNetwork.inject(models, options.spec)
 
 
 def run_training(
@@ -134,24 +145,43 @@ def run_training(
     job = prepare(config, emit)
     device = resolve_device(config.device)
     _check_precision(config, device)
-    if bundle is None:
+    precision = Precision.from_config(config)
+    loaded_here = bundle is None
+    if loaded_here:
         emit(MessageEvent(f"Loading {config.pretrained_model_name_or_path}"))
-        bundle = load_bundle(config.pretrained_model_name_or_path)
+    model = prepare_model(config, bundle, precision.weight_dtype)  # also v2/vae/clip_skip...
+    bundle = model.bundle
+    emit(MessageEvent(model.summary))
+    for warning in model.warnings:
+        emit(MessageEvent(warning, level="warning"))
+    if loaded_here:
+        cast_base_weights(bundle, precision)  # kohya: frozen weights in the mixed-precision type
     network = inject_network(bundle, config, job.seed)
     try:
         if config.network_weights:
             lora = load_kohya_lora(Path(config.network_weights))
             network.load_kohya_state_dict(lora.tensors, config.network_weights)
+        network.set_lora_dtype(precision.lora_dtype)  # fp32, or half with full_fp16/full_bf16
+        check_bucket_steps(job.dataset, bundle)
         _place(bundle, device, config)
+        prepare_caches(job.dataset, bundle, job.config, device, emit)
         started_at = time.time()
         save = _saver(job, bundle, network, started_at)
+        sampler = ImageSampler(bundle, config, job.output_dir, device, emit)
         loop = TrainLoop(
-            bundle, network, job.dataset, config, job.plan, device, emit, stop or StopSignal(), save
-        )
+            bundle, network, job.dataset, config, job.plan, device, emit, stop or StopSignal(), save,
+            sampler=sampler if config.sample_prompts else None,
+        )  # fmt: skip
+        loop.state_facts = {"seed": job.seed}
+        if job.resume:
+            load_state(loop, job.resume)
         emit(MessageEvent(_plan_line(job)))
         result: LoopResult = loop.run()
     finally:
         network.remove()
+        for te in bundle.text_encoders:
+            if getattr(te, "_require_grads_hook", None) is not None:
+                te.disable_input_require_grads()
     return TrainResult(
         result.final_path, result.steps, result.epoch, result.stopped, result.losses, job.seed
     )
@@ -172,6 +202,10 @@ def _place(bundle: ModelBundle, device: torch.device, config: TrainConfig) -> No
         bundle.unet.enable_gradient_checkpointing()
         for te in bundle.text_encoders:
             te.gradient_checkpointing_enable()
+            if not config.network_train_unet_only:
+                # transformers' checkpointing is reentrant: unless its input requires grad,
+                # the LoRA layers inside get no gradient (kohya's grad-ckpt workaround)
+                te.enable_input_require_grads()
 
 
 def _plan_line(job: PreparedJob) -> str:
@@ -186,15 +220,17 @@ def _plan_line(job: PreparedJob) -> str:
 def _saver(job: PreparedJob, bundle: ModelBundle, network: LoraNetwork, started_at: float):
     config = job.config
 
-    def save(epoch: int, step: int, final: bool) -> Path:
-        path = output_file(job.output_dir, config.output_name, None if final else epoch)
+    def save(epoch: int, step: int, final: bool, path: Path | None = None) -> Path:
+        path = path or output_file(job.output_dir, config.output_name, None if final else epoch)
         finished = time.time() if final else None
         facts = training_facts(
             job, bundle, steps=step, epoch=epoch, started_at=started_at, finished_at=finished
         )
         tensors = cast_for_save(network.kohya_state_dict(), config.save_precision)
         job.output_dir.mkdir(parents=True, exist_ok=True)
-        save_kohya_lora(path, tensors, build_metadata(facts), overwrite=config.overwrite)
+        # a run resumed from its own state replaces what its interrupted part wrote
+        replace = config.overwrite or owns_outputs(job.resume, job.output_dir, config.output_name)
+        save_kohya_lora(path, tensors, build_metadata(facts), overwrite=replace)
         return path
 
     return save
@@ -211,15 +247,22 @@ def training_facts(
 ) -> TrainingFacts:
     """What this run knows, in the form the kohya metadata writer takes."""
     config, plan = job.config, job.plan
+    optimizer, optimizer_args = recorded_optimizer(config)
     return TrainingFacts(
-        config=config,
+        config=metadata_config(config),  # the options as kohya's args hold them
+        optimizer=optimizer,
+        optimizer_args=optimizer_args,
         base_model_name=bundle.source.name,
         base_model_legacy_hash=bundle.source.legacy_hash,
         base_model_sha256=bundle.source.sha256,
         base_model_version=bundle.base_model_version,
-        v_parameterization=bundle.prediction_type == "v_prediction",
+        v2=bundle.v2,
+        v_parameterization=bundle.v_parameterization,
+        sdxl=bundle.is_sdxl,
+        **vae_facts(bundle),
         resolution=config.resolution_wh,
-        num_train_images=plan.num_samples,
+        num_train_images=job.dataset.num_train_images,
+        num_reg_images=job.dataset.num_reg_images,
         num_batches_per_epoch=plan.batches_per_epoch,
         num_epochs=plan.total_epochs,
         batch_size=config.train_batch_size,
@@ -231,21 +274,26 @@ def training_facts(
         training_started_at=started_at,
         training_finished_at=finished_at,
         session_id=job.session_id,
-        tag_frequency=job.dataset.tag_frequency(),
-        dataset_dirs=job.dataset.dataset_dirs(),
-        bucket_info=single_bucket_info(job),
+        **dataset_facts(job.dataset),
     )
 
 
-def single_bucket_info(job: PreparedJob) -> dict:
-    """kohya's bucket_info without buckets: one bucket at the training resolution."""
-    width, height = job.config.resolution_wh
-    errors = []
-    for item in job.dataset.items:
-        w, h = read_image_size(item.image_path)
-        errors.append(abs(width / height - w / h))
-    mean_error = sum(errors) / len(errors) if errors else 0.0
+def vae_facts(bundle: ModelBundle) -> dict:
+    """kohya's ss_vae_name / ss_vae_hash / ss_new_vae_hash when a VAE file replaced the model's."""
+    source = bundle.vae_source
+    if source is None:
+        return {}
     return {
-        "buckets": {"0": {"resolution": [width, height], "count": job.plan.num_samples}},
-        "mean_img_ar_error": mean_error,
+        "vae_name": source.name,
+        "vae_legacy_hash": source.legacy_hash,
+        "vae_sha256": source.sha256,
     }
+
+
+def dataset_facts(data: DatasetGroup) -> dict:
+    """kohya's dataset metadata: folders mode has ss_bucket_info and ss_reg_dataset_dirs,
+    dataset_config mode has ss_datasets instead."""
+    facts = {"tag_frequency": data.tag_frequency(), "dataset_dirs": data.dataset_dirs()}
+    if data.from_config_file:
+        return {**facts, "datasets": data.datasets_metadata()}
+    return {**facts, "reg_dataset_dirs": data.reg_dataset_dirs(), "bucket_info": data.bucket_info()}

@@ -13,18 +13,26 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
+from ..dataset.loading import SampleLoader
+from ..lora.max_norm import MaxNormStats, apply_max_norm
 from ..lora.network import LoraNetwork
 from ..models.bundle import ModelBundle
 from .batch import make_batch
-from .conditioning import encode_conditioning
-from .events import EventSink, SavedEvent, StepEvent, StopSignal
+from .checkpoints import CheckpointPlan, remove_outputs
+from .conditioning import PromptOptions, encode_conditioning
+from .events import EventSink, MessageEvent, SavedEvent, StepEvent, StopSignal
 from .losses import DenoisingLoss
-from .noise import NoiseSchedule
-from .optim import build_optimizer, build_scheduler
+from .noise import noise_warnings, training_noise_schedule
+from .noise_options import NoiseOptions, NoiseSampler
+from .optimizers import build_optimizer, current_lrs, evaluation_weights
 from .plan import StepPlan
+from .precision import Precision, make_grad_scaler
+from .sampling import ImageSampler
+from .schedulers import build_scheduler
+from .state import DataCursor, save_state
 
-# save(epoch, step, final) -> path of the written file
-SaveFn = Callable[[int, int, bool], Path]
+# save(epoch, step, final, path=None) -> path of the written file (path: a step file's name)
+SaveFn = Callable[..., Path]
 
 LOSS_WINDOW = 100
 
@@ -52,66 +60,115 @@ class TrainLoop:
         emit: EventSink,
         stop: StopSignal,
         save: SaveFn,
+        sampler: ImageSampler | None = None,
     ) -> None:
         self.bundle, self.network, self.dataset = bundle, network, dataset
         self.config, self.plan, self.device = config, plan, device
         self.emit, self.stop, self.save = emit, stop, save
-        self.noise = NoiseSchedule(bundle.scheduler_config, bundle.prediction_type)
+        self.sampler = sampler
+        output_dir = Path(config.output_dir or ".").expanduser()
+        self.checkpoints = CheckpointPlan(config, output_dir, plan.total_epochs)
+        # position and moving-average loss; a resumed run (train.state.load_state) sets them
+        self.cursor = DataCursor()
+        self.start_step = 0
+        self.loss_window: deque[float] = deque(maxlen=LOSS_WINDOW)
+        self.state_facts: dict = {}  # written into state folders (the job's seed...)
+        self.noise = training_noise_schedule(bundle, config)
         self.loss_fn = DenoisingLoss(config, self.noise)
-        self.optimizer = build_optimizer(network, config)
-        self.scheduler = build_scheduler(self.optimizer, config, plan.total_steps)
+        self.optim = build_optimizer(network, config)
+        self.optimizer = self.optim.optimizer
+        self.scheduler = build_scheduler(self.optimizer, config, plan.total_steps, self.optim.plan)
+        for warning in self.optim.plan.warnings + noise_warnings(config, self.noise):
+            emit(MessageEvent(warning, level="warning"))
         self.train_te = any(p.startswith("te") for p in network.part_names)
-        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
-            config.mixed_precision
-        )
-        self.grad_scaler = (
-            torch.amp.GradScaler("cuda") if config.mixed_precision == "fp16" else None
-        )
+        self.precision = Precision.from_config(config)
+        self.grad_scaler = make_grad_scaler(self.precision, device)
         seed = config.seed or 0
         # one generator for data order, one for latents/noise/timesteps: the order of
         # batches does not depend on how many random numbers a step draws
         self.data_gen = torch.Generator().manual_seed(seed)
         self.noise_gen = torch.Generator().manual_seed(seed + 1)
+        self.noise_sampler = NoiseSampler(NoiseOptions.from_config(config), self.noise_gen)
+        self.max_norm_stats: MaxNormStats | None = None  # kohya's scale_weight_norms report
 
     def run(self) -> LoopResult:
         losses: list[float] = []
-        window: deque[float] = deque(maxlen=LOSS_WINDOW)
-        step, epoch, started = 0, 0, time.monotonic()
+        window = self.loss_window
+        step, epoch, started = self.start_step, self.cursor.epoch, time.monotonic()
         final_path = None
         self._set_train_mode(True)
         try:
-            for epoch in range(1, self.plan.total_epochs + 1):
+            if step == 0 and self.sampler and self.sampler.schedule.at_first:
+                self._sample(0, 0)  # kohya's sample_at_first: epoch 0 in the file names
+            for epoch in range(self.cursor.first_epoch, self.plan.total_epochs + 1):
+                self.cursor.start_epoch(epoch)
+                self._sync_dataset(epoch, step)
                 for loss, lrs in self._epoch_steps():
                     step += 1
+                    self._sync_dataset(epoch, step)
                     losses.append(loss)
                     window.append(loss)
                     self._emit_step(step, epoch, loss, sum(window) / len(window), lrs, started)
+                    self._after_step(epoch, step)
                     if step >= self.plan.total_steps or self.stop.requested:
                         break
-                if step >= self.plan.total_steps or self.stop.requested:
+                if self.stop.requested:
                     break
                 self._after_epoch(epoch, step)
+                if step >= self.plan.total_steps:
+                    break
         finally:
             self._set_train_mode(False)
         stopped = self.stop.requested and step < self.plan.total_steps
         if not stopped or self.stop.save:
             final_path = self._save(epoch, step, final=True)
+            if self.checkpoints.state_at_end:
+                self._save_state(self.checkpoints.final_state(), step)
         return LoopResult(step, epoch, stopped, final_path, losses)
 
+    def _after_step(self, epoch: int, step: int) -> None:
+        """Work due after an optimizer step: kohya's sample_every_n_steps and save_every_n_steps."""
+        if self.sampler and self.sampler.schedule.after_step(step):
+            self._sample(None, step)
+        plan = self.checkpoints
+        if plan.saves_after_step(step):
+            self._save(epoch, step, final=False, path=plan.step_file(step))
+            if self.config.save_state:
+                self._save_state(plan.step_state(step), step)
+            self._remove(plan.old_step_outputs(step))
+
     def _after_epoch(self, epoch: int, step: int) -> None:
-        """Work between two epochs (not after the last one, whose file is the final save)."""
-        every = self.config.save_every_n_epochs
-        if every and epoch % every == 0:
+        """Epoch files (not after the last epoch, whose file is the final save), then samples."""
+        plan = self.checkpoints
+        self.cursor.epoch_done = True  # a state saved from here resumes in the next epoch
+        if plan.saves_after_epoch(epoch):
             self._save(epoch, step, final=False)
+            if self.config.save_state:
+                self._save_state(plan.epoch_state(epoch), step)
+            self._remove(plan.old_epoch_outputs(epoch))
+        if self.sampler and self.sampler.schedule.after_epoch(epoch):
+            self._sample(epoch, step)
+
+    def _sample(self, epoch: int | None, step: int) -> None:
+        keep = (self.data_gen, self.noise_gen)
+        with evaluation_weights(self.optim):
+            self.sampler.generate(epoch, step, autocast=self._autocast, keep=keep)
+
+    def _save_state(self, folder: Path, step: int) -> None:
+        save_state(self, folder, step, self.state_facts)
+        self.emit(MessageEvent(f"Saved training state: {folder}"))
+
+    def _remove(self, paths: list[Path]) -> None:
+        for path in remove_outputs(paths):
+            self.emit(MessageEvent(f"Removed old {path.name}"))
 
     def _epoch_steps(self) -> Iterator[tuple[float, dict[str, float]]]:
         """Yields the loss and the learning rates of each optimizer step of one epoch."""
         accum = self.config.gradient_accumulation_steps
         micro_losses: list[float] = []
-        for i, batch in enumerate(self._batches()):
+        for batch in self._batches():
             micro_losses.append(self._backward(batch, scale=1.0 / accum))
-            last = i == self.plan.batches_per_epoch - 1
-            if len(micro_losses) == accum or last:
+            if len(micro_losses) == accum or self.cursor.finished:
                 lrs = self._optimizer_step()
                 yield sum(micro_losses) / len(micro_losses), lrs
                 micro_losses = []
@@ -120,23 +177,39 @@ class TrainLoop:
 
     def _batches(self) -> Iterator[list[dict]]:
         size = self.config.train_batch_size
-        for indices in self.dataset.epoch_batches(size, self.data_gen):
-            yield [self.dataset[i] for i in indices]
+        # the cursor keeps the epoch's order and position, so a state can resume mid-epoch
+        with SampleLoader(self.dataset, self.config.max_data_loader_n_workers) as loader:
+            for indices in self.cursor.batches(
+                lambda: self.dataset.epoch_batches(size, self.data_gen)
+            ):
+                yield loader.load(indices)
+
+    def _sync_dataset(self, epoch: int, step: int) -> None:
+        """Tell the dataset where training is: caption dropout reads the epoch, token warmup the step."""
+        for name, value in (("set_epoch", epoch), ("set_current_step", step)):
+            setter = getattr(self.dataset, name, None)
+            if setter is not None:
+                setter(value)
 
     def _backward(self, samples: list[dict], scale: float) -> float:
         batch = make_batch(samples, self.bundle, self.noise_gen, self.device)
-        latents = batch.latents
-        noise = torch.randn(latents.shape, generator=self.noise_gen).to(self.device)
+        latents = batch.latents.float()  # noise maths in fp32 whatever the VAE's dtype
+        noise = self.noise_sampler.sample(latents)  # offset / multires / ip noise options
         timesteps = self.noise.sample_timesteps(len(samples), self.noise_gen, self.device)
-        noisy = self.noise.add_noise(latents, noise, timesteps)
+        noisy = self.noise.add_noise(latents, noise.input_noise, timesteps)
         with self._autocast():
             text_grad = torch.enable_grad() if self.train_te else torch.no_grad()
-            with text_grad:
-                cond = encode_conditioning(self.bundle, batch.captions, batch.extra, self.device)
+            cond = batch.conditioning  # cached text-encoder outputs, when there are
+            if cond is None:
+                with text_grad:
+                    cond = encode_conditioning(
+                        self.bundle, batch.captions, batch.extra, self.device,
+                        PromptOptions.from_config(self.config),  # clip_skip, max_token_length
+                    )  # fmt: skip
             pred = self.bundle.unet(
                 noisy, timesteps, cond.context, added_cond_kwargs=cond.added_cond_kwargs
             ).sample
-        target = self.noise.target(latents, noise, timesteps)
+        target = self.noise.target(latents, noise.noise, timesteps)
         loss = self.loss_fn(pred, target, timesteps, batch.loss_weights)
         scaled = loss * scale
         if self.grad_scaler is not None:
@@ -146,7 +219,7 @@ class TrainLoop:
 
     def _optimizer_step(self) -> dict[str, float]:
         """One update; returns the learning rate each part was stepped with."""
-        lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        lrs = current_lrs(self.optimizer)
         params = self.network.parameters()
         if self.grad_scaler is not None:
             self.grad_scaler.unscale_(self.optimizer)
@@ -159,12 +232,22 @@ class TrainLoop:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.config.scale_weight_norms:
+            self._apply_max_norm(self.config.scale_weight_norms)
         return lrs
 
+    def _apply_max_norm(self, max_norm: float) -> None:
+        """kohya's scale_weight_norms after each update; says when it starts or stops scaling."""
+        before = self.max_norm_stats
+        stats = self.max_norm_stats = apply_max_norm(self.network, max_norm)
+        if bool(stats.keys_scaled) != bool(before and before.keys_scaled):
+            self.emit(MessageEvent(
+                f"scale_weight_norms: {stats.keys_scaled} modules scaled down to norm {max_norm:g} "
+                f"(average key norm {stats.mean_norm:.4f}, max {stats.max_norm:.4f})"
+            ))  # fmt: skip
+
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return self.precision.autocast(self.device)
 
     def _set_train_mode(self, training: bool) -> None:
         # train mode only matters for LoRA dropout and gradient checkpointing; the base
@@ -176,7 +259,7 @@ class TrainLoop:
         self, step: int, epoch: int, loss: float, avg: float, lrs: dict[str, float], started: float
     ) -> None:
         elapsed = time.monotonic() - started
-        eta = elapsed / step * (self.plan.total_steps - step)
+        eta = elapsed / (step - self.start_step) * (self.plan.total_steps - step)
         plan = self.plan
         self.emit(
             StepEvent(
@@ -184,7 +267,8 @@ class TrainLoop:
             )
         )
 
-    def _save(self, epoch: int, step: int, final: bool) -> Path:
-        path = self.save(epoch, step, final)
+    def _save(self, epoch: int, step: int, final: bool, path: Path | None = None) -> Path:
+        with evaluation_weights(self.optim):  # schedule-free: save the averaged weights
+            path = self.save(epoch, step, final, path=path)
         self.emit(SavedEvent(path, step, epoch, final))
         return path

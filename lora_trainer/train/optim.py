@@ -1,50 +1,40 @@
-"""Optimizer and learning-rate schedule, as kohya builds them."""
+"""The optimisation options as a whole: checked up front, and recorded as kohya records them."""
 
 from __future__ import annotations
 
-import torch
-from diffusers.optimization import get_scheduler
+from dataclasses import replace
 
 from ..config import TrainConfig
-from ..lora.network import LoraNetwork
+from ..lora.network_args import effective_network_args, network_options
+from .optimizers import plan_optimizer, resolve_optimizer_class
+from .schedulers import check_scheduler
 
 
-def param_groups(network: LoraNetwork, config: TrainConfig) -> list[dict]:
-    """One group per part: UNet at unet_lr, text encoders at text_encoder_lr (else learning_rate)."""
-    groups = []
-    for part in network.part_names:
-        lr = config.unet_lr if part == "unet" else config.text_encoder_lr
-        groups.append(
-            {"params": network.parameters(part), "lr": lr or config.learning_rate, "name": part}
-        )
-    return groups
+def check_optimization_options(config: TrainConfig) -> None:
+    """network_args, optimizer (its package too) and lr schedule: every error before heavy work."""
+    network_options(config)
+    plan = plan_optimizer(config)
+    resolve_optimizer_class(plan)
+    check_scheduler(config, plan)
 
 
-def build_optimizer(network: LoraNetwork, config: TrainConfig) -> torch.optim.Optimizer:
-    # torch's AdamW defaults (weight_decay 0.01) are what kohya's "AdamW" gives too
-    return torch.optim.AdamW(param_groups(network, config), lr=config.learning_rate)
+def recorded_optimizer(config: TrainConfig) -> tuple[str, dict]:
+    """kohya's ss_optimizer parts: the class path and the arguments it was given."""
+    plan = plan_optimizer(config)
+    cls = resolve_optimizer_class(plan)
+    return f"{cls.__module__}.{cls.__name__}", dict(plan.kwargs)
 
 
-def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
-    """kohya's ss_optimizer form: the class path, e.g. torch.optim.adamw.AdamW."""
-    cls = type(optimizer)
-    return f"{cls.__module__}.{cls.__name__}"
+def metadata_config(config: TrainConfig) -> TrainConfig:
+    """The options as kohya's args hold them when it writes the metadata.
 
-
-def warmup_steps(config: TrainConfig, total_steps: int) -> int:
-    """kohya: a value below 1 is a fraction of the total steps."""
-    value = config.lr_warmup_steps
-    return int(value * total_steps) if 0 < value < 1 else int(value)
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    return get_scheduler(
-        config.lr_scheduler,
-        optimizer,
-        num_warmup_steps=warmup_steps(config, total_steps),
-        num_training_steps=total_steps,
-        num_cycles=config.lr_scheduler_num_cycles,
-        power=config.lr_scheduler_power,
-    )
+    kohya's get_optimizer rewrites some of them for Adafactor with relative_step (the
+    schedule becomes "adafactor:<lr>", learning_rate and unet_lr None), and the kohya_ss GUI
+    passes conv_dim/conv_alpha inside network_args.
+    """
+    values: dict = {"network_args": effective_network_args(config)}
+    plan = plan_optimizer(config)
+    if plan.scheduler_override:
+        # (ss_text_encoder_lr keeps its value: kohya reads it before get_optimizer)
+        values.update(lr_scheduler=plan.scheduler_override, learning_rate=None, unet_lr=None)
+    return replace(config, **values)

@@ -1,78 +1,143 @@
-"""The "Train LoRA" tab. This version inspects LoRA files and prepares the training command."""
+"""The "Train LoRA" tab: sections laid out, every event wired to the handlers in tab_*.py."""
 
 from __future__ import annotations
 
-import shlex
-from pathlib import Path
+from functools import partial
+from typing import Any
 
-from ..errors import UserError
-from ..lora.inspect import describe_lora
-from ..lora.kohya_file import load_kohya_lora
-from . import host
+from . import tab_dataset, tab_presets, tab_run, tab_training
+from .tab_training import MODEL_FIELDS, FormControls
+from .ui_compat import js
 
 TAB_TITLE = "Train LoRA"
 TAB_ID = "lora_trainer"
 
 
-def list_loras(folder: Path) -> list[str]:
-    """LoRA files under the Lora folder, as paths relative to it."""
-    if not folder.is_dir():
-        return []
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors"))
-
-
-def describe(relative: str | None) -> str:
-    """The inspect text for one LoRA of the Lora folder, or what went wrong."""
-    if not relative:
-        return "Pick a LoRA file to see what it was trained on and how."
-    try:
-        return "\n".join(describe_lora(load_kohya_lora(host.lora_dir() / relative)))
-    except UserError as exc:
-        return f"Cannot read this file: {exc.message}"
-
-
-def train_command() -> str:
-    """The command line that trains on the loaded checkpoint into the Lora folder."""
-    checkpoint = host.loaded_checkpoint_file()
-    parts = [
-        "python", "-m", "lora_trainer", "train",
-        "--pretrained_model_name_or_path", str(checkpoint or "MODEL.safetensors"),
-        "--train_data_dir", "DATASET/img",
-        "--output_dir", str(host.lora_dir()),
-        "--output_name", "my_lora",
-        "--caption_extension", ".txt",
-    ]  # fmt: skip
-    return shlex.join(parts)
-
-
-def build_tab() -> list[tuple]:
+def build_tab() -> list[tuple[Any, str, str]]:
     """on_ui_tabs callback: [(blocks, title, elem_id)]."""
+    blocks, _ = build_blocks()
+    return [(blocks, TAB_TITLE, TAB_ID)]
+
+
+def build_blocks() -> tuple[Any, FormControls]:
+    """The tab's Blocks, and its form (whose components are the inputs of most events)."""
     import gradio as gr
 
+    controls = FormControls()
     with gr.Blocks(analytics_enabled=False) as blocks:
-        gr.Markdown(
-            "Training from this tab comes in the next version. Until then, train from a terminal "
-            "in this extension's folder with the command below, then use the file as "
-            "`<lora:my_lora:0.7>`.",
-            elem_classes=["lora-trainer-status"],
-        )
-        gr.Textbox(
-            value=train_command,
-            label="Training command",
-            lines=2,
-            show_copy_button=True,
-            elem_id="lora_trainer_command",
-        )
-        with gr.Row():
-            choice = gr.Dropdown(
-                choices=list_loras(host.lora_dir()),
-                label="Inspect a LoRA",
-                elem_id="lora_trainer_inspect_file",
-            )
-            refresh = gr.Button("Refresh list", elem_id="lora_trainer_inspect_refresh")
-        details = gr.Textbox(
-            label="About this LoRA", lines=16, interactive=False, elem_id="lora_trainer_inspect"
-        )
-        choice.change(describe, inputs=[choice], outputs=[details])
-        refresh.click(lambda: gr.update(choices=list_loras(host.lora_dir())), outputs=[choice])
-    return [(blocks, TAB_TITLE, TAB_ID)]
+        with gr.Row(equal_height=False, elem_id="lora_trainer_main"):
+            with (
+                gr.Column(scale=3, elem_id="lora_trainer_settings"),
+                gr.Tabs(elem_id="lora_trainer_sections"),
+            ):
+                with gr.Tab("Dataset", elem_id="lora_trainer_tab_dataset"):
+                    dataset = tab_dataset.build_dataset_section(controls)
+                with gr.Tab("Training", elem_id="lora_trainer_tab_training"):
+                    training = tab_training.build_training(controls)
+                with gr.Tab("Presets", elem_id="lora_trainer_tab_presets"):
+                    presets = tab_presets.build_presets_section()
+            with gr.Column(scale=2, elem_id="lora_trainer_run"):
+                run = tab_run.build_run_section()
+        wire_dataset(dataset, controls)
+        wire_training(training, controls)
+        wire_presets(presets, controls)
+        wire_run(run, controls)
+    return blocks, controls
+
+
+def wire_dataset(section: tab_dataset.DatasetSection, controls: FormControls) -> None:
+    c = controls.component
+    section.build.click(
+        tab_dataset.build_dataset,
+        inputs=[
+            section.sources,
+            section.uploads,
+            section.token,
+            section.class_word,
+            section.repeats,
+            section.template,
+            section.destination,
+            section.reg_sources,
+            c("caption_extension"),
+            c("max_train_epochs"),
+            c("train_batch_size"),
+        ],
+        outputs=[section.report, c("train_data_dir"), c("reg_data_dir"), c("activation_text")],
+    )
+    section.check.click(
+        tab_dataset.check_dataset,
+        inputs=[
+            c("train_data_dir"),
+            c("caption_extension"),
+            c("max_train_epochs"),
+            c("train_batch_size"),
+            section.target_steps,
+        ],
+        outputs=[section.report],
+    )
+
+
+def wire_training(section: tab_training.TrainingSection, controls: FormControls) -> None:
+    section.refresh_model.click(
+        tab_training.refresh_model_view,
+        outputs=[section.checkpoint, section.arch, *(controls.component(n) for n in MODEL_FIELDS)],
+    )
+
+
+def wire_presets(section: tab_presets.PresetsSection, controls: FormControls) -> None:
+    fields = controls.components
+    section.refresh.click(lambda: tab_presets._choices_update(), outputs=[section.choice])
+    section.load.click(
+        partial(tab_presets.load_preset, controls),
+        inputs=[section.choice],
+        outputs=[section.message, *fields],
+    )
+    section.save.click(
+        partial(tab_presets.save_preset, controls),
+        inputs=[section.name, section.replace, *fields],
+        outputs=[section.message, section.choice],
+    )
+    section.delete.click(
+        tab_presets.delete_preset,
+        inputs=[section.choice],
+        outputs=[section.message, section.choice],
+    )
+    section.upload.upload(
+        partial(tab_presets.import_settings, controls),
+        inputs=[section.upload],
+        outputs=[section.message, *fields],
+    )
+    section.export.click(
+        partial(tab_presets.export_settings, controls),
+        inputs=fields,
+        outputs=[section.message, section.download],
+    )
+
+
+def wire_run(section: tab_run.RunSection, controls: FormControls) -> None:
+    fields = controls.components
+    view = [section.loss, section.gallery, section.log, section.status, section.prompt,
+            section.train, section.stop_save, section.stop, section.grid]  # fmt: skip
+    section.check.click(
+        partial(tab_run.check_settings, controls),
+        inputs=fields,
+        outputs=[section.estimate, section.status],
+    )
+    section.train.click(
+        partial(tab_run.validate_for_training, controls),
+        inputs=fields,
+        outputs=[section.token, section.estimate, section.status],
+    ).then(
+        tab_run.start_training,
+        inputs=[section.task_id, section.token],
+        outputs=[section.status],
+        **js("loraTrainerStart"),
+    ).then(tab_run.refresh_view, outputs=view)
+    # outside gradio's queue: they must answer while the training event holds a queue worker
+    section.stop_save.click(
+        partial(tab_run.request_stop, True), outputs=[section.status], queue=False
+    )
+    section.stop.click(partial(tab_run.request_stop, False), outputs=[section.status], queue=False)
+    section.refresh.click(tab_run.refresh_view, outputs=view, show_progress="hidden", queue=False)
+    section.send.click(None, inputs=[section.prompt], **js("loraTrainerSendToTxt2img"))
+    section.grid.click(tab_run.render_grid, outputs=[section.gallery, section.status])

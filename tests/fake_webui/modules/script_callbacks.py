@@ -20,6 +20,8 @@ class ScriptCallback(NamedTuple):
 callback_map: dict[str, list[ScriptCallback]] = {
     "callbacks_ui_tabs": [],
     "callbacks_app_started": [],
+    "callbacks_ui_settings": [],
+    "callbacks_before_ui": [],
 }
 reported_errors: list[tuple[str, BaseException]] = []
 
@@ -51,3 +53,39 @@ def ui_tabs_callback() -> list[Any]:
 def clear_callbacks() -> None:
     for callbacks in callback_map.values():
         callbacks.clear()
+
+
+def on_ui_settings(callback: Callable, *, name: str | None = None) -> None:
+    """Real: called (no arguments) while the Settings page is built; add options there."""
+    add_callback(callback_map["callbacks_ui_settings"], callback, name=name, category="ui_settings")
+
+
+def ui_settings_callback() -> None:
+    for c in callback_map["callbacks_ui_settings"]:
+        try:
+            c.callback()
+        except Exception as exc:  # the real one reports and goes on
+            reported_errors.append(("ui_settings_callback", exc))
+
+
+def app_started_callback(demo: Any, app: Any) -> None:
+    """Real: webui.py calls it with the gradio Blocks (None with --nowebui) and the FastAPI app."""
+    for c in callback_map["callbacks_app_started"]:
+        try:
+            c.callback(demo, app)
+        except Exception as exc:  # the real one reports and goes on
+            reported_errors.append(("app_started_callback", exc))
+
+
+def on_before_ui(callback: Callable, *, name: str | None = None) -> None:
+    """Real: called (no arguments) after all scripts are loaded and before the UI is built."""
+    add_callback(callback_map["callbacks_before_ui"], callback, name=name, category="before_ui")
+
+
+def before_ui_callback() -> None:
+    # the real one runs them in reverse order of registration
+    for c in reversed(callback_map["callbacks_before_ui"]):
+        try:
+            c.callback()
+        except Exception as exc:  # the real one reports and goes on
+            reported_errors.append(("before_ui_callback", exc))

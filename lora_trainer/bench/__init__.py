@@ -1,0 +1,1 @@
+"""`python -m lora_trainer bench`: how fast training runs, on this machine, for a given setup."""

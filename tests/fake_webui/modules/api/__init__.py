@@ -1,0 +1,1 @@
+"""Fake of the modules/api package (A1111 v1.10.1)."""
