@@ -6,10 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 # nothing in the tests may reach a model hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# The models in tests are tiny: one thread is faster than two fighting over small ops,
+# and CPU results do not depend on the machine's core count.
+torch.set_num_threads(1)
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 

@@ -139,6 +139,12 @@ class ImageCaptionDataset(torch.utils.data.Dataset):
                 )
         self.num_train_images = sum(i.repeats for i in train)
         self.num_reg_images = sum(i.repeats for i in reg)
+        if not train and not reg:
+            raise DatasetError(
+                "none of the images can be read",
+                str(self.spec.subsets[0].image_dir.parent),
+                "Re-save them as PNG or JPEG",
+            )
         if not train:
             raise DatasetError(
                 "no training images: only regularization images were found",
@@ -302,7 +308,7 @@ class ImageCaptionDataset(torch.utils.data.Dataset):
         """Whether this image is ever flipped (its subset has flip_aug)."""
         return self._subset(self.items[item_index]).augment.flip_aug
 
-    def fixed_caption_problems(self) -> list[str]:
+    def varying_caption_subsets(self) -> list[str]:
         """Subsets whose captions vary from step to step (shuffle, tag dropout, warmup, wildcards)."""
         return [s.spec.name for s in self.subsets if not s.spec.captions.is_fixed]
 

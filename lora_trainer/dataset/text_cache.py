@@ -60,7 +60,7 @@ def cache_text_encoder_outputs(
     progress: Progress | None = None,
 ) -> TextEncoderCache:
     """Encode every caption the datasets can produce (the empty one too when captions drop) and attach the cache."""
-    varying = [name for d in datasets for name in d.fixed_caption_problems()]
+    varying = [name for d in datasets for name in d.varying_caption_subsets()]
     if varying:
         raise ConfigError(
             "cache_text_encoder_outputs needs captions that never change, but "
