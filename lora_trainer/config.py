@@ -229,9 +229,14 @@ def config_from_dict(values: dict[str, Any], source: str = "options") -> TrainCo
     return config
 
 
+def coerce_option(name: str, value: Any, source: str = "options") -> Any:
+    """One option value from TOML/JSON/flags/forms in the option's type (ConfigError if it cannot be)."""
+    return _coerce(name, value, get_type_hints(TrainConfig)[name], source)
+
+
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     """Turn TOML/JSON/flag values into the option's type, with a clear error."""
-    text = str(hint)
+    text = getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint)
     if value is None:
         if "None" in text:
             return None
@@ -257,7 +262,10 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
             return str(value)
     except (TypeError, ValueError):
         kind = text.split(" ")[0].split("|")[0]
-        raise ConfigError(f"option '{name}' must be {kind}, got {value!r}", where=source) from None
+        noun = {"bool": "true or false", "int": "a whole number", "float": "a number"}.get(
+            kind, f"a {kind}"
+        )
+        raise ConfigError(f"option '{name}' must be {noun}, got {value!r}", where=source) from None
     return value
 
 

@@ -12,17 +12,16 @@ import math
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 from .config import (
     NOT_YET_SUPPORTED,
     OPTION_NAMES,
-    TrainConfig,
+    coerce_option,
     load_config_file,
     suggest_option,
     validate_output_name,
 )
-from .config import _coerce as coerce_value  # one type-coercion rule for every source
 from .errors import ConfigError
 
 PRESET_FORMAT = "lora-trainer-preset"
@@ -85,7 +84,6 @@ class ImportResult:
 
 def check_options(values: dict[str, Any], source: str) -> dict[str, Any]:
     """Known option names with values of the right type (cross-option rules come at Train)."""
-    hints = get_type_hints(TrainConfig)
     checked = {}
     for name, value in values.items():
         key = name.lstrip("-").replace("-", "_")
@@ -93,7 +91,7 @@ def check_options(values: dict[str, Any], source: str) -> dict[str, Any]:
             raise ConfigError(f"option '{key}' is not supported yet", where=source, fix="remove it")
         if key not in OPTION_NAMES:
             raise ConfigError(f"unknown option '{key}'", where=source, fix=suggest_option(key))
-        checked[key] = coerce_value(key, value, hints[key], source)
+        checked[key] = coerce_option(key, value, source)
     return checked
 
 
