@@ -18,6 +18,7 @@ from lora_trainer.models.tiny import TINY_TEXT
 TRAIN_FIELDS = {
     "arch", "device", "resolution", "batch", "rank", "precision", "gradient_checkpointing",
     "cache_latents", "cache_text_encoder_outputs", "steps_timed", "s_per_step", "steps_per_s",
+    "s_per_step_min", "s_per_step_median",
     "samples_per_s", "time_to_first_step_s", "flops_per_step", "achieved_tflops", "peak_tflops",
     "peak_source", "hfu", "peak_memory_bytes", "peak_memory_kind", "model_flops_per_step", "mfu",
 }  # fmt: skip
@@ -40,6 +41,7 @@ def test_bench_command_on_the_tiny_model(tmp_path, capsys):
         assert set(record) - {"bench"} == TRAIN_FIELDS, record.get("error")
         assert (record["arch"], record["resolution"], record["rank"]) == ("tiny", 64, 2)
         assert record["steps_per_s"] == pytest.approx(1 / record["s_per_step"], rel=1e-2)
+        assert record["s_per_step_min"] <= record["s_per_step_median"] <= record["s_per_step"] * 2
         assert record["time_to_first_step_s"] > 0 and record["peak_memory_bytes"] > 10**7
         assert record["peak_tflops"] == 0.5 and record["peak_source"] == "given with --peak_tflops"
         assert 0 < record["mfu"] < 1

@@ -16,7 +16,9 @@ from lora_trainer.train.job import run_training
 
 @pytest.mark.slow
 def test_full_size_sd15_trains_three_steps_and_matches_kohya_keys(fixtures, tmp_path):
-    bundle = build_random_bundle("sd1")
+    # frozen weights in bf16 with bf16 autocast, as kohya stores them for mixed precision:
+    # 2.9 GB of memory instead of 5, and faster on the CPU too
+    bundle = build_random_bundle("sd1", torch.bfloat16)
     assert parameter_count(bundle) == {"unet": 859520964, "vae": 83653863, "te": 123060480}
     data = make_demo_dataset(tmp_path / "data", count=2)
     config = config_from_dict(
@@ -31,6 +33,7 @@ def test_full_size_sd15_trains_three_steps_and_matches_kohya_keys(fixtures, tmp_
             "network_alpha": 1,
             "learning_rate": 1e-3,
             "max_train_steps": 3,
+            "mixed_precision": "bf16",
             "seed": 0,
             "device": "cpu",
         }

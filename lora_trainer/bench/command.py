@@ -39,7 +39,7 @@ def add_bench_parser(sub: Any) -> None:
     )
     for name in ("gradient_checkpointing", "cache_latents", "cache_text_encoder_outputs"):
         bench.add_argument(f"--{name}", choices=tuple(SWITCH), default="both", help="default both")
-    bench.add_argument("--steps", type=int, help="timed steps per setup (cpu 3, cuda 10)")
+    bench.add_argument("--steps", type=int, help="timed steps per setup (cpu 5, cuda 10)")
     bench.add_argument("--warmup", type=int, help="untimed steps first (cpu 1, cuda 3)")
     bench.add_argument("--peak_tflops", type=float, help="the device's peak, to override the table")
     bench.add_argument(
@@ -101,7 +101,7 @@ def run_bench(args: argparse.Namespace, workdir: Path, out: TextIO) -> None:
     bundle = _build_model(args.arch, precision, out)
     run = BenchRun(
         warmup_steps=args.warmup if args.warmup is not None else (3 if cuda else 1),
-        steps=args.steps or (10 if cuda else 3),
+        steps=args.steps or (10 if cuda else 5),
         workdir=workdir,
     )
     peak = device_peak(device, precision, args.peak_tflops)

@@ -20,7 +20,12 @@ class ConsoleProgress:
         if isinstance(event, StepEvent):
             self._step(event)
         elif isinstance(event, SavedEvent):
-            kind = "final LoRA" if event.final else f"epoch {event.epoch} LoRA"
+            if event.final:
+                kind = "final LoRA"
+            elif "-step" in event.path.name:  # save_every_n_steps files: <name>-step00000500
+                kind = f"step {event.step} LoRA"
+            else:
+                kind = f"epoch {event.epoch} LoRA"
             self.note(f"Saved {kind}: {event.path}")
         elif isinstance(event, MessageEvent):
             prefix = "warning: " if event.level == "warning" else ""
