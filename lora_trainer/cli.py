@@ -1,4 +1,4 @@
-"""Command line: `python -m lora_trainer train|demo|inspect|bench|prepare`."""
+"""Command line: `python -m lora_trainer train|demo|inspect|bench|prepare|convert`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .bench.command import add_bench_parser
 from .config import OPTION_NAMES, TrainConfig, config_from_dict, load_config_file, suggest_option
 from .dataset.helper_cli import add_prepare_arguments, run_prepare
 from .errors import ConfigError, UserError
+from .lora.convert_cli import add_convert_parser
 from .train.events import StopSignal
 from .train.job import TrainResult, run_training
 from .train.progress import ConsoleProgress
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prepare_arguments(prepare)
     prepare.set_defaults(handler=run_prepare)
     add_bench_parser(sub)
+    add_convert_parser(sub)
     return parser
 
 

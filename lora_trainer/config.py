@@ -44,6 +44,7 @@ class TrainConfig:
     network_dim: int = 4
     network_alpha: float = 1.0
     network_weights: str | None = None
+    dim_from_weights: bool = False  # kohya: modules, ranks and alphas from network_weights
     network_train_unet_only: bool = False
     network_train_text_encoder_only: bool = False
     # optimisation
@@ -83,6 +84,10 @@ class TrainConfig:
     save_state: bool = False
     save_state_on_train_end: bool = False
     resume: str | None = None
+    # kohya's start in the middle of a run without a state (train.start_position)
+    initial_epoch: int | None = None  # 1 = the first epoch
+    initial_step: int | None = None  # 0 = the first step; wins over initial_epoch
+    skip_until_initial_step: bool = False  # also skip the data (and count the steps) before it
     # dataset: buckets, captions, regularization, augmentation, caches (kohya names and
     # defaults; checked by validate_dataset_options)
     dataset_config: str | None = None
@@ -113,7 +118,10 @@ class TrainConfig:
     cache_latents_to_disk: bool = False
     vae_batch_size: int = 1
     cache_text_encoder_outputs: bool = False
-    max_data_loader_n_workers: int = 8  # threads decoding one batch's images in parallel
+    # 0: load batches in the training thread; more: load the next batches in a background
+    # thread while a step trains, decoding one batch's images in up to this many threads
+    max_data_loader_n_workers: int = 8
+    persistent_data_loader_workers: bool = False  # keep the loader threads across epochs
     skip_bad_images: bool = False  # ours: train without unreadable images instead of stopping
     allow_symlinks: bool = False  # ours: follow links that lead outside the dataset folders
     # training options: LoCon/dropout, optimizer, lr schedule, precision, noise and loss
@@ -174,9 +182,8 @@ OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainCo
 NOT_YET_SUPPORTED: frozenset[str] = frozenset(
     {
         "xformers", "sdpa", "mem_eff_attn", "lowram",
-        # resume variants: starting mid-run without a state, or through the Hugging Face Hub
-        "initial_epoch", "initial_step", "skip_until_initial_step", "resume_from_huggingface",
-        "save_state_to_huggingface",
+        # resume variants through the Hugging Face Hub
+        "resume_from_huggingface", "save_state_to_huggingface",
     }
 )  # fmt: skip
 
@@ -372,6 +379,21 @@ def validate_sampling_and_saving(config: TrainConfig) -> None:
         # 0 means off, as in kohya (and the kohya_ss GUI writes 0 for off)
         if value is not None and value < 0:
             raise ConfigError(f"{name} must be 0 (off) or more, got {value}")
+    _check_initial_position(config)
+
+
+def _check_initial_position(config: TrainConfig) -> None:
+    """initial_epoch / initial_step values; the step count is checked in train.job.prepare."""
+    _check_at_least("initial_epoch", config.initial_epoch, 1)
+    _check_at_least("initial_step", config.initial_step, 0)
+    if config.resume and (config.initial_epoch is not None or config.initial_step is not None):
+        # kohya lets initial_* override the state's step; our states always know their
+        # step and data position, so the two together can only disagree
+        raise ConfigError(
+            "initial_epoch / initial_step cannot be used with resume: the state already "
+            "continues at its own step",
+            fix="remove initial_epoch and initial_step, or start without resume",
+        )
 
 
 def validate_training_options(config: TrainConfig) -> None:

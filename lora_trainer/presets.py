@@ -184,6 +184,15 @@ GUI_RENAMES = {
     "lora_network_weights": "network_weights",
     "sdxl_no_half_vae": "no_half_vae",
 }
+# GUI fields the GUI passes to networks.lora as network_args (when set), in the GUI's order
+GUI_BLOCK_ARGS = (
+    "down_lr_weight", "mid_lr_weight", "up_lr_weight", "block_lr_zero_threshold",
+    "block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas",
+)  # fmt: skip
+# kohya reads these only together with block_dims or an *_lr_weight
+GUI_BLOCK_MODIFIERS = (
+    "block_lr_zero_threshold", "block_alphas", "conv_block_dims", "conv_block_alphas",
+)  # fmt: skip
 # GUI fields with no counterpart in a training run (machine, logging, LyCORIS knobs...)
 GUI_ONLY = frozenset(
     {
@@ -191,14 +200,12 @@ GUI_ONLY = frozenset(
         "gpu_ids", "use_wandb", "wandb_api_key", "wandb_run_name", "log_tracker_name",
         "log_tracker_config", "logging_dir", "log_prefix", "LyCORIS_preset", "factor", "use_cp",
         "use_tucker", "use_scalar", "rank_dropout_scale", "constrain", "rescaled", "train_norm",
-        "decompose_both", "train_on_input", "unit", "dim_from_weights", "training_preset",
-        "persistent_data_loader_workers", "mem_eff_attn", "xformers", "sdpa", "save_as_bool",
+        "decompose_both", "train_on_input", "unit", "training_preset",
+        "mem_eff_attn", "xformers", "sdpa", "save_as_bool",
         "sample_sampler_choice", "output_dir", "pretrained_model_name_or_path", "v2", "sdxl",
         "save_model_as", "weighted_captions", "stop_text_encoder_training", "epoch",
         "lr_warmup", "LoRA_type", "noise_offset_type", "additional_parameters", "sample_prompts",
-        "sdxl_cache_text_encoder_outputs", "rank_dropout", "module_dropout", "block_lr_zero_threshold",
-        "block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas", "down_lr_weight",
-        "mid_lr_weight", "up_lr_weight",
+        "sdxl_cache_text_encoder_outputs", "rank_dropout", "module_dropout", *GUI_BLOCK_ARGS,
     }
 )  # fmt: skip
 # options the GUI writes as 0 or "" when they are off
@@ -273,6 +280,7 @@ def _gui_specials(data: dict, values: dict, result: ImportResult, lora_type: str
     dropouts = [
         f"{k}={data[k]}" for k in ("rank_dropout", "module_dropout") if not _is_zero(data.get(k, 0))
     ]
+    dropouts += _gui_block_args(data, result)
     if dropouts:
         values["network_args"] = [*(values.get("network_args") or []), *dropouts]
     prompts = data.get("sample_prompts")
@@ -280,13 +288,24 @@ def _gui_specials(data: dict, values: dict, result: ImportResult, lora_type: str
         result.extras["sample_prompt"] = prompts.strip()  # the GUI stores the prompts' text
     if _is_set(data.get("additional_parameters")):
         values.update(_parse_flags(str(data["additional_parameters"])))
-    for key in ("stop_text_encoder_training", "block_dims", "down_lr_weight", "up_lr_weight"):
-        if _is_set(data.get(key)) and not _is_zero(data.get(key)):
-            result.notes.append(f"{key} is not supported and was left out")
+    if _is_set(data.get("stop_text_encoder_training")) and not _is_zero(
+        data.get("stop_text_encoder_training")
+    ):
+        result.notes.append("stop_text_encoder_training is not supported and was left out")
     if _is_set(data.get("pretrained_model_name_or_path")):
         result.notes.append(
             "the model is the checkpoint loaded in the WebUI, not the file the GUI named"
         )
+
+
+def _gui_block_args(data: dict, result: ImportResult) -> list[str]:
+    """The GUI's block-wise fields as the network_args it passes (fields set, as Python sees it)."""
+    given = {k: data[k] for k in GUI_BLOCK_ARGS if data.get(k)}
+    if not any(k not in GUI_BLOCK_MODIFIERS for k in given):
+        for key in given:  # kohya would ignore them; importing them would be refused
+            result.notes.append(f"{key} has no effect without block_dims or an lr weight; left out")
+        return []
+    return [f"{key}={str(value).strip()}" for key, value in given.items()]
 
 
 def _parse_flags(text: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ TRAIN_FIELDS = {
     "s_per_step_min", "s_per_step_median",
     "samples_per_s", "time_to_first_step_s", "flops_per_step", "achieved_tflops", "peak_tflops",
     "peak_source", "hfu", "peak_memory_bytes", "peak_memory_kind", "model_flops_per_step", "mfu",
+    "loader_workers", "decode_delay_s", "images",
 }  # fmt: skip
 
 
@@ -29,7 +30,7 @@ def test_bench_command_on_the_tiny_model(tmp_path, capsys):
         "bench", "--arch", "tiny", "--steps", "1", "--warmup", "1", "--rank", "2",
         "--gradient_checkpointing", "off", "--cache_latents", "both",
         "--cache_text_encoder_outputs", "off", "--dataset_images", "0",
-        "--workdir", str(tmp_path), "--peak_tflops", "0.5",
+        "--image_read_delay", "0", "--workdir", str(tmp_path), "--peak_tflops", "0.5",
     ]  # fmt: skip
     assert main(args) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -293,3 +294,47 @@ def test_epoch_files_are_found_beside_and_in_the_epochs_folder(tmp_path: Path):
     }
     assert epoch_of("mine-000010", "mine") == 10 and epoch_of("mine-10", "mine") is None
     assert base_name("my-lora-000002") == "my-lora" and base_name("my-lora") is None
+
+
+def test_epoch_files_listed_in_the_card_are_found_first(tmp_path: Path):
+    # the Train tab keeps epochs in its work folder and lists them in the card <name>.json
+    lora_dir, work = tmp_path / "Lora", tmp_path / "outputs" / "lora-trainer" / "mine" / "run"
+    lora_dir.mkdir()
+    work.mkdir(parents=True)
+    final = lora_dir / "mine.safetensors"
+    final.write_bytes(b"x")
+    for epoch in (1, 2):
+        (work / f"mine-00000{epoch}.safetensors").write_bytes(b"x")
+    (lora_dir / "mine-000002.safetensors").write_bytes(b"an older run's file")
+    (lora_dir / "mine-000003.safetensors").write_bytes(b"x")
+    listed = [str(work / "mine-000001.safetensors"), str(work / "mine-000002.safetensors"),
+              str(work / "mine-000009.safetensors"),  # deleted since: left out
+              str(work / "notes.txt"), 42]  # fmt: skip
+    card = {"activation text": "sks", "lora trainer": {"epochs": listed}}
+    final.with_suffix(".json").write_text(json.dumps(card), encoding="utf-8")
+    assert find_epoch_files(final) == {
+        1: work / "mine-000001.safetensors",
+        2: work / "mine-000002.safetensors",
+        3: lora_dir / "mine-000003.safetensors",
+    }
+    # renamed on the Lora page: the card still lists the epochs under their first name
+    final.rename(lora_dir / "renamed.safetensors")
+    final.with_suffix(".json").rename(lora_dir / "renamed.json")
+    assert list(find_epoch_files(lora_dir / "renamed.safetensors")) == [1, 2]
+    # a broken or foreign card is no card
+    for text in ("{not json", '["a list"]', '{"lora trainer": {"epochs": "x"}}'):
+        (lora_dir / "renamed.json").write_text(text, encoding="utf-8")
+        assert find_epoch_files(lora_dir / "renamed.safetensors") == {}
+
+
+def test_the_image_limit_counts_generated_images_not_cells(catalog):
+    catalog.add("third", epochs=(2,))
+    loras = ("mine", "other", "third")
+    # 34 weights x 3 LoRAs = 102 cells, but the 3 weight-0 cells are one image: 100
+    plan = build_plan(GridRequest(loras=loras, weights="0-33", y_type="LoRA"), BASE, catalog)
+    assert (plan.count, plan.renders) == (102, 100)
+    assert "102 images (100 to generate" in plan.summary()
+    with pytest.raises(GridError, match=r"makes 103 images \(for 105 cells\), more than 100"):
+        build_plan(GridRequest(loras=loras, weights="0-34", y_type="LoRA"), BASE, catalog)
+    allowed = GridRequest(loras=loras, weights="0-34", y_type="LoRA", allow_many=True)
+    assert build_plan(allowed, BASE, catalog).renders == 103

@@ -616,3 +616,88 @@ def test_grid_job_for_a_finished_run(webui):
     assert (
         grid_job_for_run(lone, {"prompt": "x"}).settings["sampler_name"] == "DDIM"
     )  # kohya's default
+
+
+def test_xyz_weight_axis_takes_te_unet_pairs(webui):
+    webui.add_lora("mine.safetensors")
+    webui.networks.list_available_networks()
+    load_scripts(webui)
+    from modules import script_callbacks
+
+    script_callbacks.before_ui_callback()
+    xyz_data = next(
+        d for d in webui.scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"
+    )
+    plot = xyz_data.script_class()
+    plot.current_axis_options = xyz_data.module.axis_options
+    labels = [o.label for o in xyz_data.module.axis_options]
+    x = labels.index("[LoRA] weight")
+    p = webui.make_p(prompt="a toy <lora:mine:1>")
+    res = plot.run(p, x, "0, 0.5:1, 1:0, 0-1 [3]", [], 0, "", [], 0, "", [], True)
+    assert [c["prompt"] for c in webui.processing.calls] == [
+        "a toy ", "a toy <lora:mine:0.5:1>", "a toy <lora:mine:1:0>",
+        "a toy ", "a toy <lora:mine:0.5>", "a toy <lora:mine:1>",
+    ]  # fmt: skip
+    assert len(res.images) == 1 + 6
+    assert res.images[0].width >= 6 * 64  # one column per weight
+    from lora_trainer.webui.grid_values import GridError
+
+    calls = len(webui.processing.calls)
+    for bad, message in (("0.5:x", "`0.5:x` is not a weight pair"), ("1-", "`1-` is not")):
+        with pytest.raises(GridError, match=message):
+            plot.run(
+                webui.make_p(prompt="a toy <lora:mine:1>"), x, bad, [], 0, "", [], 0, "", [], True
+            )
+    assert len(webui.processing.calls) == calls  # refused before any image
+
+
+def test_the_ancestral_note_reaches_api_callers(webui):
+    pytest.importorskip(
+        "gradio", reason="the A1111 profile has gradio 3.41; Forge's profile has none"
+    )
+    from modules.api import api
+
+    webui.add_lora("mine.safetensors")
+    load_scripts(webui)
+    server = api.Api()
+    request = {
+        "prompt": "a toy", "seed": 42, "steps": 12, "width": 64, "height": 64,
+        "sampler_name": "Euler", "script_name": "lora comparison grid",
+        "script_args": [["mine"], "0, 1", "Sampler", "Euler, Euler a", "Nothing", "", False, False, 0],
+    }  # fmt: skip
+    status, reply = server.text2imgapi(request)
+    assert status == 200
+    info = json.loads(reply["info"])
+    note = "Euler a adds fresh noise at every step"
+    assert note in info["extra_generation_params"]["LoRA grid note"]
+    assert "LoRA grid note: " in info["infotexts"][0] and note in info["infotexts"][0]
+    assert all("LoRA grid note" not in text for text in info["infotexts"][1:])  # cells: no
+    # the note does not disturb pasting the grid's infotext back
+    from modules import infotext_utils
+
+    params = infotext_utils.parse_generation_parameters(info["infotexts"][0])
+    assert params["LoRA grid Y values"] == "Euler, Euler a" and params["Seed"] == "42"
+
+    request["script_args"][3] = "Euler, DPM++ 2M"  # deterministic samplers: no note
+    status, reply = server.text2imgapi(request)
+    info = json.loads(reply["info"])
+    assert "LoRA grid note" not in info["extra_generation_params"]
+    assert "LoRA grid note" not in info["infotexts"][0]
+
+
+def test_skipping_a_shared_image_skips_every_cell_that_shares_it(webui):
+    webui.add_lora("mine.safetensors", epoch=3)
+    webui.add_lora("mine_epochs/mine-000001.safetensors", output_name="mine", epoch=1)
+    webui.add_lora("mine_epochs/mine-000002.safetensors", output_name="mine", epoch=2)
+    webui.networks.list_available_networks()
+
+    def press_skip(p):
+        if len(webui.processing.calls) == 1:  # the weight-0 image, shared by all 3 epochs
+            webui.state.skip()
+
+    webui.processing.on_sample = press_skip
+    res = run_grid(webui, webui.make_p(), weights="0, 1", y_type="Epoch", y_values="")
+    prompts = [c["prompt"] for c in webui.processing.calls]
+    assert prompts.count("a photo of a toy") == 1 and len(prompts) == 4  # generated once
+    assert webui.state.job_count == 4 and webui.state.job_no == 4
+    assert len(res.images) == 1 + 3 and "3 cells were skipped." in res.comments

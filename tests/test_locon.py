@@ -133,7 +133,7 @@ def test_network_args_forms_and_metadata_list():
     "values, message",
     [
         ({"network_args": ["conv_dims=8"]}, "did you mean 'conv_dim'"),
-        ({"network_args": ["block_dims=2,2,2"]}, "not supported yet"),
+        ({"network_args": ["block_dims=2,2,2"]}, "block_dims has 3 values"),
         ({"network_args": ["conv_dim"]}, "not key=value"),
         ({"network_args": ["conv_dim=eight"]}, "whole number"),
         ({"conv_alpha": 2.0}, "conv_dim is not"),

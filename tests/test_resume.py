@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import tiny_config
 
-from lora_trainer.config import BUILTIN_TINY_MODEL, TrainConfig, config_from_dict
+from lora_trainer.config import TrainConfig
 from lora_trainer.demo import make_demo_dataset
 from lora_trainer.errors import ConfigError
 from lora_trainer.lora.kohya_file import load_kohya_lora
@@ -26,22 +27,14 @@ def dataset_dir(tmp_path_factory) -> Path:
 
 
 def _config(dataset_dir: Path, out: Path, **options) -> TrainConfig:
-    values = {
-        "pretrained_model_name_or_path": BUILTIN_TINY_MODEL,
-        "train_data_dir": str(dataset_dir),
-        "output_dir": str(out),
-        "output_name": "t",
-        "caption_extension": ".txt",
-        "resolution": "64",
+    defaults = {
         "max_train_steps": STEPS,
         "seed": 3,
-        "device": "cpu",
         "learning_rate": 1e-3,
         "lr_scheduler": "cosine",
         "network_dropout": 0.1,  # LoRA dropout draws from torch's global generator
     }
-    values.update(options)
-    return config_from_dict(values)
+    return tiny_config(dataset_dir, out, defaults, **options)
 
 
 @pytest.fixture(scope="module")

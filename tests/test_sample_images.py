@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from train_helpers import tiny_config
 
-from lora_trainer.config import BUILTIN_TINY_MODEL, TrainConfig, config_from_dict
+from lora_trainer.config import TrainConfig
 from lora_trainer.demo import make_demo_dataset
 from lora_trainer.errors import ConfigError
 from lora_trainer.lora.kohya_file import load_kohya_lora
@@ -48,19 +49,11 @@ def prompt_file(tmp_path) -> Path:
 
 
 def _config(dataset_dir: Path, out: Path, **options) -> TrainConfig:
-    values = {
-        "pretrained_model_name_or_path": BUILTIN_TINY_MODEL,
-        "train_data_dir": str(dataset_dir),
-        "output_dir": str(out),
-        "output_name": "t",
-        "caption_extension": ".txt",
-        "resolution": "64",
+    defaults = {
         "max_train_steps": 4,
         "seed": 1,
-        "device": "cpu",
     }
-    values.update(options)
-    return config_from_dict(values)
+    return tiny_config(dataset_dir, out, defaults, **options)
 
 
 def _samples(events: list) -> list[SampleEvent]:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import tiny_config
 
-from lora_trainer.config import BUILTIN_TINY_MODEL, TrainConfig, config_from_dict
+from lora_trainer.config import BUILTIN_TINY_MODEL, TrainConfig
 from lora_trainer.demo import make_demo_dataset
 from lora_trainer.lora.hashes import file_model_hash
 from lora_trainer.lora.kohya_file import load_kohya_lora
@@ -25,19 +26,11 @@ def dataset_dir(tmp_path_factory) -> Path:
 
 
 def _config(dataset_dir: Path, out: Path, **options) -> TrainConfig:
-    values = {
-        "pretrained_model_name_or_path": BUILTIN_TINY_MODEL,
-        "train_data_dir": str(dataset_dir),
-        "output_dir": str(out),
-        "output_name": "t",
-        "caption_extension": ".txt",
-        "resolution": "64",
+    defaults = {
         "max_train_steps": 6,
         "seed": 1,
-        "device": "cpu",
     }
-    values.update(options)
-    return config_from_dict(values)
+    return tiny_config(dataset_dir, out, defaults, **options)
 
 
 def test_training_lowers_the_loss_on_a_fixed_batch(dataset_dir, tmp_path):

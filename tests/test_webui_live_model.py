@@ -150,6 +150,7 @@ def test_guard_puts_back_devices_dtypes_hooks_and_modules(env):
 
 def test_offloading_cached_parts_moves_both_sides_together(env):
     from lora_trainer.config import config_from_dict
+    from lora_trainer.train.events import CachesReadyEvent
     from lora_trainer.webui.live_guard import LiveModelGuard
     from lora_trainer.webui.live_model import build_live_bundle
     from lora_trainer.webui.offload import parts_to_offload, relocate_shared
@@ -167,6 +168,10 @@ def test_offloading_cached_parts_moves_both_sides_together(env):
     )
     assert parts_to_offload(sampling, bundle, cuda) == []  # samples need the VAE
     assert parts_to_offload(config_from_dict({}), bundle, cuda) == []
+    # what the engine reports cached decides too: here only the latents were
+    reported = CachesReadyEvent(latents=3)
+    assert parts_to_offload(cached, bundle, cuda, reported) == [bundle.vae]
+    assert parts_to_offload(cached, bundle, cuda, CachesReadyEvent()) == []
 
     guard = LiveModelGuard(model)
     params = list(bundle.vae.parameters()) + list(bundle.text_encoder.parameters())

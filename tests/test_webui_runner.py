@@ -11,6 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fake_webui"))
 
+from fake_sd_model import has_peft_layers, live_record
 from harness import fresh_webui, live_tiny_model
 
 from lora_trainer.demo import make_demo_dataset
@@ -47,15 +48,11 @@ def _request(env, sample: str = "", **extra):
 
 def _live_record(model):
     """What must not change: state-dict bytes/devices/dtypes, module types, hooks."""
-    from fake_sd_model import state_fingerprint
-
-    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-    types = [type(m).__name__ for m in model.modules()]
-    return state_fingerprint(model), hooks, types
+    return live_record(model)
 
 
 def _no_peft(model) -> bool:
-    return not any("peft" in type(m).__module__ or hasattr(m, "lora_A") for m in model.modules())
+    return not has_peft_layers(model)
 
 
 def _wait_idle(runner, timeout: float = 120.0):
@@ -280,3 +277,162 @@ def test_checks_before_the_queue(env):
 
         prepare_run(TrainRequest(options=_options(env), subfolder="../elsewhere"))
     assert not env.outputs.exists()  # nothing was written by the checks
+
+
+def test_reset_prompt_cache_makes_the_next_generation_encode_again(env):
+    """A1111 keeps the last prompts' conditioning in class-level lists across generations
+    (opts.persistent_cond_cache); a retrained LoRA of the same name would reuse stale conds."""
+    from modules import processing
+
+    from lora_trainer.webui.finish import reset_prompt_cache
+
+    def generate():
+        p = processing.StableDiffusionProcessingTxt2Img(
+            prompt="sks toy", negative_prompt="blurry", steps=2, width=64, height=64,
+            sampler_name="Euler", enable_hr=True, hr_prompt="sks toy, detailed",
+            do_not_save_samples=True, do_not_save_grid=True,
+        )  # fmt: skip
+        processing.process_images(p)
+        p.close()  # what txt2img does after each generation
+        return p
+
+    assert env.shared.opts.persistent_cond_cache
+    processing.cond_calls.clear()
+    first = generate()
+    encoded = len(processing.cond_calls)
+    assert encoded == 4  # negative, prompt, and the hires pass's own two (other steps)
+    generate()
+    assert len(processing.cond_calls) == encoded  # same prompts: every cond from the cache
+
+    reset_prompt_cache()
+
+    caches = {
+        "cached_c": processing.StableDiffusionProcessing,
+        "cached_uc": processing.StableDiffusionProcessing,
+        "cached_hr_c": processing.StableDiffusionProcessingTxt2Img,
+        "cached_hr_uc": processing.StableDiffusionProcessingTxt2Img,
+    }
+    for name, cls in caches.items():
+        assert getattr(cls, name) == [None, None] and getattr(cls, name) is not getattr(first, name)
+    generate()
+    assert len(processing.cond_calls) == 2 * encoded  # encoded again after the reset
+
+
+def test_offload_after_caching_before_the_first_step_and_put_back(env, monkeypatch, caplog):
+    """The Settings option (on by default) moves the VAE out once the engine reports its latents
+    cached, before step 1; after the run the live model is back, without the guard's help."""
+    from lora_trainer.train import data_setup, loop
+    from lora_trainer.train.events import CachesReadyEvent
+    from lora_trainer.webui import offload, progress_bridge
+    from lora_trainer.webui.request import prepare_run
+    from lora_trainer.webui.runner import RUNNER
+
+    model = env.shared.sd_model
+    before = _live_record(model)
+    timeline, reports = [], []
+    _record_calls(monkeypatch, data_setup, "_cache_latents", timeline, "latents cached")
+    _record_calls(monkeypatch, loop.TrainLoop, "_optimizer_step", timeline, "step")
+    _record_calls(monkeypatch, offload, "relocate_shared", timeline, "offload")
+    # no GPU here: choose the parts as for a CUDA run, and stand "RAM" in with float64 copies
+    choose = offload.parts_to_offload
+    monkeypatch.setattr(
+        offload,
+        "parts_to_offload",
+        lambda c, b, d, caches=None: choose(c, b, torch.device("cuda"), caches),
+    )
+    monkeypatch.setattr(offload, "to_ram", lambda t: t.to(torch.float64))
+    seen_vae = []
+    original_call = progress_bridge.ProgressBridge.__call__
+
+    def call(self, event):
+        if isinstance(event, CachesReadyEvent):
+            reports.append(event)
+        elif timeline[-1:] == ["step"] and not seen_vae:  # while training: the VAE is away
+            seen_vae.append(model.first_stage_model.encoder.conv_in.weight.dtype)
+        return original_call(self, event)
+
+    monkeypatch.setattr(progress_bridge.ProgressBridge, "__call__", call)
+    prepared = prepare_run(_request(env, cache_latents=True, save_every_n_epochs=None))
+    RUNNER.claim(prepared, "tab")
+    with caplog.at_level("WARNING"):
+        outcome = RUNNER.execute(prepared)
+
+    assert outcome["saved"], RUNNER.board.snapshot().error
+    assert timeline[:3] == ["latents cached", "offload", "step"] and timeline.count("offload") == 1
+    assert reports == [CachesReadyEvent(latents=1, text_encoder_outputs=None)]
+    assert seen_vae == [torch.float64]
+    assert not [r for r in caplog.records if "put the WebUI's model back" in r.getMessage()]
+    assert _live_record(model) == before and _no_peft(model)
+
+
+def _record_calls(monkeypatch, owner, name: str, timeline: list, label: str) -> None:
+    original = getattr(owner, name)
+
+    def recorded(*args, **kwargs):
+        result = original(*args, **kwargs)
+        timeline.append(label)
+        return result
+
+    monkeypatch.setattr(owner, name, recorded)
+
+
+def test_no_offload_without_caches_or_with_the_setting_off(env, monkeypatch):
+    from lora_trainer.webui import offload, settings
+    from lora_trainer.webui.request import prepare_run
+    from lora_trainer.webui.runner import RUNNER
+
+    calls = []
+    monkeypatch.setattr(offload, "relocate_shared", lambda *a: calls.append(a) or 0)
+    choose = offload.parts_to_offload
+    monkeypatch.setattr(
+        offload,
+        "parts_to_offload",
+        lambda c, b, d, caches=None: choose(c, b, torch.device("cuda"), caches),
+    )
+    for run, options in enumerate(({}, {"cache_latents": True})):
+        if options:
+            env.shared.opts.add_option(settings.OFFLOAD_CACHED, env.shared.OptionInfo(False, ""))
+        extra = {"save_every_n_epochs": None, "max_train_epochs": 1, **options}
+        prepared = prepare_run(_request(env, output_name=f"toy{run}", **extra))
+        RUNNER.claim(prepared, "tab")
+        assert RUNNER.execute(prepared)["saved"]
+    assert calls == []
+
+
+def test_max_norm_numbers_reach_the_progress_text(env, monkeypatch):
+    from lora_trainer.webui import progress_bridge
+    from lora_trainer.webui.request import prepare_run
+    from lora_trainer.webui.runner import RUNNER
+
+    events, texts = [], []
+    original = progress_bridge.step_text
+
+    def recording(event):
+        events.append(event)
+        texts.append(original(event))
+        return texts[-1]
+
+    monkeypatch.setattr(progress_bridge, "step_text", recording)
+    # a tiny cap and a big learning rate: kohya's max-norm has to scale modules down
+    options = {"scale_weight_norms": 1e-4, "learning_rate": 0.05, "save_every_n_epochs": None}
+    prepared = prepare_run(_request(env, max_train_epochs=1, **options))
+    RUNNER.claim(prepared, "tab")
+    assert RUNNER.execute(prepared)["saved"]
+
+    extras = events[-1].extras
+    assert set(extras) == {"max_norm/keys_scaled", "norm/avg_key_norm", "max_norm/max_key_norm"}
+    assert extras["max_norm/keys_scaled"] > 0
+    assert 0 < extras["norm/avg_key_norm"] <= extras["max_norm/max_key_norm"] <= 1e-4 * 1.001
+    from lora_trainer.webui.run_status import TRAINING, status_json
+    from lora_trainer.webui.tab_run import status_html
+
+    status = RUNNER.board.snapshot()
+    assert status.extras == extras and status_json(status)["extras"] == extras
+    status.phase = TRAINING  # the tab's running view shows them too
+    shown = f"Keys scaled {int(extras['max_norm/keys_scaled'])}, avg key norm"
+    assert shown in status_html(status)
+    # the WebUI's bar gets one short line; it adds its own percentage and ETA
+    assert texts[-1] == f"LoRA step {events[-1].step}/{events[-1].total_steps}, loss " + (
+        f"{events[-1].avg_loss:.4f}"
+    )
+    assert "\n" not in env.shared.state.textinfo

@@ -53,8 +53,13 @@ def _load_entry_script():
 
 def _values(controls, **changes):
     """The form as the browser sends it: every component's value, some changed."""
+    import gradio as gr
+
     names = [f.name for f in controls.fields]
-    values = [c.value for c in controls.components]
+    # a browser shows an empty gradio Number as 0 and sends 0
+    values = [
+        0 if isinstance(c, gr.Number) and c.value is None else c.value for c in controls.components
+    ]
     for name, value in changes.items():
         values[names.index(name)] = value
     return values
@@ -109,6 +114,24 @@ def test_form_shows_the_loaded_model_and_every_engine_option(tab):
         if c["props"].get("elem_id") == "lora_trainer_checkpoint"
     ]
     assert values == ["tiny-sd1.safetensors [4c9fedc4b7]"]
+
+
+def test_default_form_is_accepted_as_a_browser_sends_it(tab, tmp_path):
+    import gradio as gr
+
+    from lora_trainer.webui.request import prepare_run
+
+    _, controls = tab
+    data = make_demo_dataset(tmp_path / "d", count=1)
+    values = _values(controls, train_data_dir=str(data))
+    options = prepare_run(controls.values_to_request(values)).config
+    assert options.unet_lr is None and options.seed is None and options.clip_skip is None
+    assert isinstance(controls.component("sample_at_first"), gr.Checkbox)
+    assert isinstance(controls.component("max_grad_norm"), gr.Number)
+    assert isinstance(controls.component("unet_lr"), gr.Textbox)  # empty must stay "not set"
+    values = _values(controls, train_data_dir=str(data), unet_lr="2e-4", clip_skip="2")
+    options = prepare_run(controls.values_to_request(values)).config
+    assert options.unet_lr == 2e-4 and options.clip_skip == 2
 
 
 def test_user_errors_show_as_a_message_and_keep_the_queue_free(env, tab):
@@ -218,7 +241,7 @@ def test_presets_save_load_import_export(env, tab, tmp_path):
     assert (
         value("lr_warmup_steps") == pytest.approx(0.1) and value("network_train_unet_only") is True
     )
-    assert value("seed") == 123 and value("unet_lr") == pytest.approx(2e-4)
+    assert value("seed") == "123" and float(value("unet_lr")) == pytest.approx(2e-4)
 
     message, path = tab_presets.export_settings(
         controls, *_values(controls, output_name="exp", network_dim=12)

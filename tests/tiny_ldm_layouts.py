@@ -53,7 +53,10 @@ def ldm_state_dict(bundle: ModelBundle, seed: int = 0) -> dict[str, torch.Tensor
         out["denoiser.sigmas"] = torch.rand(1000, generator=gen)
     else:
         out.update(
-            {name: torch.rand(1000, generator=gen) for name in SCHEDULE_BUFFERS - {"logvar"}}
+            {
+                name: torch.rand(1000, generator=gen)
+                for name in sorted(SCHEDULE_BUFFERS - {"logvar"})
+            }
         )
     return out
 

@@ -48,6 +48,13 @@ def add_bench_parser(sub: Any) -> None:
         default=200,
         help="images for the data-pipeline line (0: skip)",
     )
+    bench.add_argument(
+        "--image_read_delay",
+        type=float,
+        default=0.05,
+        help="seconds added to each image read for the data-loading lines, which compare "
+        "loading in the training thread with loading ahead (default 0.05; 0: skip)",
+    )
     bench.add_argument("--workdir", help="folder for the generated images (default: a temp folder)")
     bench.set_defaults(handler=run_bench_command)
 
@@ -69,6 +76,8 @@ def _check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "dataset_images" else 1):
             raise ConfigError(f"--{name} must be at least 1, got {value}")
+    if args.image_read_delay < 0:
+        raise ConfigError(f"--image_read_delay must be 0 or more, got {args.image_read_delay}")
     if args.warmup is not None and args.warmup < 1:
         # the step before the FLOP-counted one; it also keeps one-off start-up work out of the timing
         raise ConfigError(f"--warmup must be at least 1, got {args.warmup}")
@@ -106,12 +115,20 @@ def run_bench(args: argparse.Namespace, workdir: Path, out: TextIO) -> None:
     )
     peak = device_peak(device, precision, args.peak_tflops)
     model_flops = ModelFlops()
+    index = -1
     switches = (SWITCH[args.gradient_checkpointing], SWITCH[args.cache_latents],
                 SWITCH[args.cache_text_encoder_outputs])  # fmt: skip
     for index, (checkpointing, latents, text) in enumerate(itertools.product(*switches)):
         case = BenchCase(args.arch, str(device), resolution, args.batch, args.rank, precision,
                          checkpointing, latents, text)  # fmt: skip
         _print(out, model_flops.complete(run_case(case, bundle, run, peak, index)))
+    if args.image_read_delay > 0:
+        from .loading import loading_records
+
+        case = BenchCase(args.arch, str(device), resolution, args.batch, args.rank, precision,
+                         False, False, False, decode_delay_s=args.image_read_delay)  # fmt: skip
+        for record in loading_records(case, run, bundle, peak, index + 1):
+            _print(out, record)
     if args.dataset_images:
         _print(out, dataset_line(workdir / "dataset", args.dataset_images))
 

@@ -18,6 +18,7 @@ from ..models.bundle import ModelBundle
 from ..train.events import Event, StepEvent
 from ..train.job import run_training
 from .flops import flop_counter_mode
+from .loading import slow_image_reads
 from .memory import PeakMemory
 from .peak import Peak
 
@@ -38,6 +39,9 @@ class BenchCase:
     gradient_checkpointing: bool
     cache_latents: bool
     cache_text_encoder_outputs: bool
+    loader_workers: int = 8  # max_data_loader_n_workers (0: load in the training thread)
+    decode_delay_s: float = 0.0  # extra seconds per image read (data_loading lines)
+    images: int | None = None  # dataset size; default two batches
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ def case_options(case: BenchCase, run: BenchRun, data_dir: Path, out: Path) -> d
         "seed": 0,
         "device": case.device,
     }
+    options["max_data_loader_n_workers"] = case.loader_workers
     if case.cache_latents:
         options["cache_latents"] = True
     if case.cache_text_encoder_outputs:
@@ -119,7 +124,8 @@ def run_case(case: BenchCase, bundle: ModelBundle, run: BenchRun, peak: Peak, in
     """Train warm-up + 1 + steps steps; returns the case's JSON record."""
     record: dict[str, Any] = {"bench": "train", **asdict(case)}
     folder = run.workdir / f"case{index}"
-    data_dir = write_images(folder, count=max(2, 2 * case.batch), size=case.resolution)
+    count = case.images or max(2, 2 * case.batch)
+    data_dir = write_images(folder, count=count, size=case.resolution)
     try:
         config = config_from_dict(case_options(case, run, data_dir, folder / "out"), "bench")
     except UserError as exc:
@@ -129,7 +135,8 @@ def run_case(case: BenchCase, bundle: ModelBundle, run: BenchRun, peak: Peak, in
     memory.reset()
     clock.started = time.perf_counter()
     try:
-        run_training(config, bundle=bundle, emit=clock)
+        with slow_image_reads(case.decode_delay_s):
+            run_training(config, bundle=bundle, emit=clock)
     except UserError as exc:
         return {**record, "error": exc.message}
     finally:

@@ -78,16 +78,29 @@ def module_prefix(module: str) -> str:
     return "_".join(module.split("_", 2)[:2])
 
 
-def cast_for_save(
-    tensors: dict[str, torch.Tensor | float], save_precision: str | None
-) -> dict[str, torch.Tensor]:
-    """Copies of the tensors on CPU in the save dtype (kohya's --save_precision), alphas 0-dim."""
+def save_dtype(
+    save_precision: str | None, network_dtype: torch.dtype = torch.float32
+) -> torch.dtype:
+    """kohya's save dtype: save_precision when given, else the network's own dtype.
+
+    kohya casts the whole network (alphas included) to bf16/fp16 for full_bf16/full_fp16
+    and saves it uncast when no save_precision is given, so such files are half precision.
+    """
     if save_precision not in SAVE_DTYPES:
         raise ConfigError(
             f"save_precision {save_precision!r} is not supported",
             fix='use "float", "fp16" or "bf16"',
         )
-    dtype = SAVE_DTYPES[save_precision]
+    return network_dtype if save_precision is None else SAVE_DTYPES[save_precision]
+
+
+def cast_for_save(
+    tensors: dict[str, torch.Tensor | float],
+    save_precision: str | None,
+    network_dtype: torch.dtype = torch.float32,
+) -> dict[str, torch.Tensor]:
+    """Copies of the tensors on CPU in the save dtype (see save_dtype), alphas 0-dim."""
+    dtype = save_dtype(save_precision, network_dtype)
     out: dict[str, torch.Tensor] = {}
     for key, value in tensors.items():
         tensor = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))

@@ -181,7 +181,13 @@ def build_metadata(facts: TrainingFacts) -> dict[str, str]:
     md.update(_dataset_metadata(facts, resolution))
     network_args = option(facts, "network_args")
     if network_args:
-        md["ss_network_args"] = json.dumps(_network_kwargs(network_args, md["ss_network_dropout"]))
+        # kohya adds network_dropout to the kwargs only when it builds the network from the
+        # options, not with dim_from_weights
+        from_weights = bool(getattr(config, "dim_from_weights", False))
+        kwargs = _network_kwargs(
+            network_args, md["ss_network_dropout"], add_dropout=not from_weights
+        )
+        md["ss_network_args"] = json.dumps(kwargs)
     for part, name, legacy, sha256 in (
         ("sd_model", facts.base_model_name, facts.base_model_legacy_hash, facts.base_model_sha256),
         ("vae", facts.vae_name, facts.vae_legacy_hash, facts.vae_sha256),
@@ -233,13 +239,14 @@ def _dataset_metadata(facts: TrainingFacts, resolution: tuple[int, int]) -> dict
     }
 
 
-def _network_kwargs(network_args: Any, dropout: Any) -> dict[str, Any]:
+def _network_kwargs(network_args: Any, dropout: Any, add_dropout: bool = True) -> dict[str, Any]:
     """kohya's net_kwargs: "key=value" strings kept as strings, plus dropout unless given."""
     if isinstance(network_args, dict):
         kwargs = {str(k): v for k, v in network_args.items()}
     else:
         kwargs = dict(arg.split("=", 1) for arg in network_args)
-    kwargs.setdefault("dropout", dropout)
+    if add_dropout:
+        kwargs.setdefault("dropout", dropout)
     return kwargs
 
 

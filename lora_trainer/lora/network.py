@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -12,6 +13,9 @@ from torch import nn
 from ..errors import LoraFileError
 from .dropout import KohyaDropout, install_kohya_forward
 from .targets import LoraTarget
+
+if TYPE_CHECKING:
+    from .blocks import BlockPlan
 
 ADAPTER = "default"
 
@@ -48,6 +52,8 @@ class LoraNetwork:
     def __init__(self, parts: list[InjectedPart], spec: NetworkSpec) -> None:
         self.parts = parts
         self.spec = spec
+        self.notes: list[str] = []  # what the user should know about how it was built
+        self.block_plan: BlockPlan | None = None  # per-block UNet lr weights (kohya's block_lr)
 
     @classmethod
     def inject(
@@ -59,6 +65,7 @@ class LoraNetwork:
             if not targets:
                 continue
             inject_adapter_in_model(_lora_config(targets, spec), model, adapter_name=ADAPTER)
+            _set_module_ranks(model, targets, spec)
             parts.append(InjectedPart(name, model, targets))
         network = cls(parts, spec)
         network._check_ranks()
@@ -72,7 +79,7 @@ class LoraNetwork:
         # peft matches rank_pattern keys as regular expressions: make sure each module got
         # exactly the rank kohya gives it.
         for target, layer in self.layers():
-            expected = self.spec.conv_rank if target.is_conv3x3 else self.spec.rank
+            expected, _ = rank_and_alpha(target, self.spec)
             if layer.r[ADAPTER] != expected:
                 raise RuntimeError(
                     f"{target.module_path} got rank {layer.r[ADAPTER]}, not {expected}"
@@ -134,7 +141,8 @@ class LoraNetwork:
             raise LoraFileError(
                 f"the LoRA does not fit this model and network ({detail}, e.g. {example})",
                 where=source,
-                fix="use a LoRA trained for the same base model with the same options",
+                fix="use a LoRA trained for the same base model with the same options, "
+                "or set dim_from_weights = true to build the network from the file",
             )
         for name, layer in ours.items():
             self._load_module(name, layer, tensors, source)
@@ -147,7 +155,8 @@ class LoraNetwork:
             raise LoraFileError(
                 f"module {name} has rank {file_down.shape[0]}, the network has rank {down.shape[0]}",
                 where=source,
-                fix=f"set network_dim = {file_down.shape[0]} to continue from this file",
+                fix=f"set dim_from_weights = true (or network_dim = {file_down.shape[0]}) "
+                "to continue from this file",
             )
         if _without_1x1(file_down.shape) != _without_1x1(down.shape) or _without_1x1(
             file_up.shape
@@ -180,9 +189,39 @@ class LoraNetwork:
         self.parts = []
 
 
+def rank_and_alpha(target: LoraTarget, spec: NetworkSpec) -> tuple[int, float]:
+    """The module's own rank/alpha, else conv_dim/conv_alpha (3x3) or network_dim/alpha."""
+    if target.rank is not None:
+        return target.rank, float(target.alpha if target.alpha is not None else target.rank)
+    if target.is_conv3x3:
+        if spec.conv_rank is None or spec.conv_alpha is None:
+            raise ValueError(f"3x3-conv target {target.module_path} needs a conv rank")
+        return spec.conv_rank, spec.conv_alpha
+    return spec.rank, spec.alpha
+
+
+def _set_module_ranks(model: nn.Module, targets: list[LoraTarget], spec: NetworkSpec) -> None:
+    """Give modules with their own rank/alpha (block_dims, dim_from_weights) their LoRA size.
+
+    peft's rank_pattern matches every pattern against every module, which is slow for
+    hundreds of patterns; re-creating the few differing layers is direct and exact.
+    """
+    for target in targets:
+        if target.rank is None:
+            continue
+        rank, alpha = rank_and_alpha(target, spec)
+        layer = model.get_submodule(target.module_path)
+        if layer.r[ADAPTER] != rank or layer.lora_alpha[ADAPTER] != alpha:
+            layer.update_layer(
+                ADAPTER, r=rank, lora_alpha=alpha, lora_dropout=0.0,
+                init_lora_weights=True, use_rslora=False, use_dora=False,
+            )  # fmt: skip
+
+
 def _lora_config(targets: list[LoraTarget], spec: NetworkSpec) -> LoraConfig:
     """peft config: network_dim/alpha everywhere, conv_dim/conv_alpha on 3x3 convs (LoCon)."""
-    conv = [t.module_path for t in targets if t.is_conv3x3]
+    # modules with their own rank are resized afterwards (_set_module_ranks)
+    conv = [t.module_path for t in targets if t.is_conv3x3 and t.rank is None]
     if conv and spec.conv_rank is None:
         raise ValueError("3x3-conv targets need NetworkSpec.conv_rank")
     return LoraConfig(

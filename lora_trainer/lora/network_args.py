@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from .blocks import (
+    BLOCK_KEYS,
+    SD_LAYOUT,
+    SDXL_LAYOUT,
+    BlockArgs,
+    check_block_counts,
+    parse_block_args,
+)
 from .network import NetworkSpec
 from .targets import LoraTarget, unet_targets
 
@@ -18,10 +26,7 @@ from .targets import LoraTarget, unet_targets
 SUPPORTED_KEYS = (
     "conv_dim", "conv_alpha", "rank_dropout", "module_dropout", "dropout",
     "loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio",
-)  # fmt: skip
-NOT_YET_SUPPORTED_KEYS = (
-    "block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas",
-    "down_lr_weight", "mid_lr_weight", "up_lr_weight", "block_lr_zero_threshold",
+    *BLOCK_KEYS,
 )  # fmt: skip
 
 
@@ -39,6 +44,9 @@ class NetworkOptions:
     loraplus_lr_ratio: float | None = None
     loraplus_unet_lr_ratio: float | None = None
     loraplus_text_encoder_lr_ratio: float | None = None
+    blocks: BlockArgs | None = None  # block-wise ranks / lr weights (kohya's block_dims...)
+    from_weights: bool = False  # dim_from_weights: modules, ranks and alphas from the file
+    warnings: tuple[str, ...] = ()
 
     @property
     def spec(self) -> NetworkSpec:
@@ -126,16 +134,45 @@ def network_options(config: TrainConfig) -> NetworkOptions:
         loraplus_text_encoder_lr_ratio=_optional(args, "loraplus_text_encoder_lr_ratio"),
     )
     _check_ranges(options)
-    return options
+    return _with_blocks(options, args, config)
+
+
+def _with_blocks(
+    options: NetworkOptions, args: dict[str, str], config: TrainConfig
+) -> NetworkOptions:
+    """Block-wise args and dim_from_weights: checked as far as possible before the model loads."""
+    blocks = parse_block_args(args) if any(k in args for k in BLOCK_KEYS) else None
+    warnings: list[str] = []
+    if config.dim_from_weights:
+        if not config.network_weights:
+            raise ConfigError(
+                "dim_from_weights is set but network_weights is not",
+                fix="give the LoRA file to take the ranks from in network_weights",
+            )
+        # kohya's create_network_from_weights reads only the lr weights from network_args
+        unused = [
+            k for k in ("conv_dim", "conv_alpha") if k in args or getattr(config, k) is not None
+        ]
+        unused += [k for k in (blocks.given() if blocks else []) if k.endswith(("dims", "alphas"))]
+        if unused:
+            warnings.append(
+                f"dim_from_weights takes every rank and alpha from {config.network_weights}: "
+                f"{', '.join(unused)} not used"
+            )
+        if blocks is not None:
+            blocks = replace(blocks, dims=None, alphas=None, conv_dims=None, conv_alphas=None)
+    if blocks is not None and blocks.active:
+        layouts = (
+            [SDXL_LAYOUT] if config.sdxl else [SD_LAYOUT] if config.v2 else [SD_LAYOUT, SDXL_LAYOUT]
+        )
+        check_block_counts(blocks, layouts)  # the model's own family is checked again at injection
+    return replace(
+        options, blocks=blocks, from_weights=config.dim_from_weights, warnings=tuple(warnings)
+    )
 
 
 def _check_keys(args: dict[str, str]) -> None:
     for key in args:
-        if key in NOT_YET_SUPPORTED_KEYS:
-            raise ConfigError(
-                f"network_args {key} (block-wise LoRA) is not supported yet",
-                fix=f"remove {key} from network_args",
-            )
         if key not in SUPPORTED_KEYS:
             close = difflib.get_close_matches(key, SUPPORTED_KEYS, n=1)
             hint = (

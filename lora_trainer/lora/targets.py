@@ -29,6 +29,9 @@ class LoraTarget:
     # SD2's proj_in/proj_out are Linear here but 1x1 convs in kohya's UNet: their LoRA
     # weights are written as [r, C, 1, 1] like kohya writes them
     linear_as_conv1x1: bool = False
+    # this module's own rank and alpha (block_dims, dim_from_weights); None: the network's
+    rank: int | None = None
+    alpha: float | None = None
 
 
 def kohya_name(prefix: str, module_path: str) -> str:

@@ -67,7 +67,7 @@ def encode_text(
     if bundle.is_sdxl:
         return _encode_sdxl(bundle, captions, device, options.max_token_length)
     ids = token_windows(bundle.tokenizer, captions, options.max_token_length)
-    hidden = _last_states(bundle.text_encoder, _flat(ids, device), options.clip_skip)
+    hidden = last_states(bundle.text_encoder, _flat(ids, device), options.clip_skip)
     return Conditioning(join_windows(hidden, len(captions)))
 
 
@@ -117,7 +117,7 @@ def _flat(ids: torch.Tensor, device: torch.device) -> torch.Tensor:
     return ids.reshape(-1, ids.shape[-1]).to(device)
 
 
-def _last_states(text_encoder: nn.Module, ids: torch.Tensor, clip_skip: int | None) -> torch.Tensor:
+def last_states(text_encoder: nn.Module, ids: torch.Tensor, clip_skip: int | None) -> torch.Tensor:
     """SD1/SD2: last hidden state, or the clip_skip-th from the end through the final layer norm."""
     if not clip_skip or clip_skip == 1:
         return text_encoder(ids, return_dict=True).last_hidden_state
@@ -128,18 +128,26 @@ def _last_states(text_encoder: nn.Module, ids: torch.Tensor, clip_skip: int | No
 def _encode_sdxl(
     bundle: ModelBundle, captions: list[str], device: torch.device, max_token_length: int | None
 ) -> Conditioning:
-    first, second = bundle.text_encoders
     tok1, tok2 = bundle.tokenizers
     ids1 = token_windows(tok1, captions, max_token_length)
-    ids2 = _flat(token_windows(tok2, captions, max_token_length), device)
+    ids2 = token_windows(tok2, captions, max_token_length)
+    return encode_sdxl_windows(bundle, ids1, ids2, device)
+
+
+def encode_sdxl_windows(
+    bundle: ModelBundle, ids1: torch.Tensor, ids2: torch.Tensor, device: torch.device
+) -> Conditioning:
+    """SDXL's context and pooled output from both tokenizers' [batch, windows, 77] ids."""
+    first, second = bundle.text_encoders
+    batch = ids1.shape[0]
+    ids2 = _flat(ids2, device)
     out1 = first(_flat(ids1, device), output_hidden_states=True, return_dict=True)
     out2 = second(ids2, output_hidden_states=True, return_dict=True)
-    batch = len(captions)
     context = torch.cat(
         [join_windows(out1.hidden_states[-2], batch), join_windows(out2.hidden_states[-2], batch)],
         dim=-1,
     )
-    pooled = _pooled(second, out2.last_hidden_state, ids2, tok2.eos_token_id)
+    pooled = _pooled(second, out2.last_hidden_state, ids2, bundle.tokenizers[1].eos_token_id)
     pooled = pooled.reshape(batch, -1, pooled.shape[-1])[:, 0]  # kohya: the first window's
     return Conditioning(context, {"text_embeds": pooled})
 

@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..models.bundle import ModelBundle
 from .batch import collate_extras
 from .conditioning import PromptOptions, encode_conditioning
-from .events import EventSink, MessageEvent
+from .events import CachesReadyEvent, EventSink, MessageEvent
 from .precision import Precision
 
 # kohya's verify_bucket_reso_steps: SD1/SD2 (train_network.py) and SDXL (sdxl_train_network.py)
@@ -41,17 +41,21 @@ def prepare_caches(
     config: TrainConfig,
     device: torch.device,
     emit: EventSink,
-) -> None:
+) -> CachesReadyEvent:
     """Fill the latent cache and the text-encoder cache the options ask for (modules already on `device`)."""
+    latents = texts = None
     if config.cache_latents or config.cache_latents_to_disk:
-        _cache_latents(data, bundle, config, emit)
+        latents = _cache_latents(data, bundle, config, emit)
     if config.cache_text_encoder_outputs:
-        _cache_text(data, bundle, config, device, emit)
+        texts = _cache_text(data, bundle, config, device, emit)
+    return CachesReadyEvent(latents=latents, text_encoder_outputs=texts)
 
 
 def _cache_latents(
     data: DatasetGroup, bundle: ModelBundle, config: TrainConfig, emit: EventSink
-) -> None:
+) -> int:
+    """Returns how many images have their latents cached."""
+    cached = 0
     encode, fingerprint = vae_posterior(bundle.vae), vae_fingerprint(bundle.vae)
     where = "to disk" if config.cache_latents_to_disk else "in memory"
     emit(MessageEvent(f"Caching latents {where}"))
@@ -70,6 +74,8 @@ def _cache_latents(
         if config.cache_latents_to_disk:
             line += f", {report.reused} read from the disk cache, {report.written} files written"
         emit(MessageEvent(line))
+        cached += report.encoded + report.reused
+    return cached
 
 
 def _cache_text(
@@ -78,7 +84,8 @@ def _cache_text(
     config: TrainConfig,
     device: torch.device,
     emit: EventSink,
-) -> None:
+) -> int:
+    """Returns how many text-encoder outputs were cached."""
     precision, options = Precision.from_config(config), PromptOptions.from_config(config)
 
     def encode(captions: list[str], extras: list[dict]) -> object:
@@ -93,6 +100,7 @@ def _cache_text(
         data.datasets, encode, bundle.is_sdxl, _progress("Caching captions", emit)
     )
     emit(MessageEvent(f"Text encoder outputs: {len(cache)} cached"))
+    return len(cache)
 
 
 def _progress(label: str, emit: EventSink):

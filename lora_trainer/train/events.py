@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -21,11 +21,31 @@ class StepEvent:
     lrs: dict[str, float]  # learning rate per part ("unet", "te"...) used for this step
     elapsed_s: float
     eta_s: float
+    # per-step extra metrics under kohya's log names, e.g. "max_norm/keys_scaled"
+    extras: dict[str, float] = field(default_factory=dict)
 
     @property
     def lr(self) -> float:
         """The first part's learning rate (the UNet's when it is trained)."""
         return next(iter(self.lrs.values()))
+
+
+@dataclass(frozen=True)
+class CachesReadyEvent:
+    """The caches the options ask for are filled; sent once, before the first step.
+
+    Each count is None when that cache is not used: `latents` counts images whose latents
+    are cached, `text_encoder_outputs` the cached text-encoder outputs.
+    """
+
+    latents: int | None = None
+    text_encoder_outputs: int | None = None
+
+    @property
+    def cached(self) -> tuple[str, ...]:
+        """Names of the caches in use ("latents", "text_encoder_outputs")."""
+        names = ("latents", "text_encoder_outputs")
+        return tuple(n for n in names if getattr(self, n) is not None)
 
 
 @dataclass(frozen=True)
@@ -56,7 +76,7 @@ class MessageEvent:
     level: str = "info"
 
 
-Event = StepEvent | SavedEvent | SampleEvent | MessageEvent
+Event = StepEvent | CachesReadyEvent | SavedEvent | SampleEvent | MessageEvent
 EventSink = Callable[[Event], None]
 
 

@@ -14,11 +14,11 @@ from ..config import TrainConfig
 from ..dataset.build import TrainingData, build_training_data
 from ..dataset.group import DatasetGroup
 from ..errors import ConfigError
-from ..lora.kohya_file import cast_for_save, load_kohya_lora, save_kohya_lora
+from ..lora.kohya_file import KohyaLora, cast_for_save, load_kohya_lora, save_kohya_lora
 from ..lora.metadata import TrainingFacts, build_metadata
 from ..lora.network import LoraNetwork
-from ..lora.network_args import locon_targets, network_options
-from ..lora.targets import text_encoder_targets
+from ..lora.network_args import network_options
+from ..lora.network_plan import plan_targets
 from ..models.bundle import ModelBundle
 from ..models.loading import prepare_model
 from .checkpoints import CheckpointPlan
@@ -29,6 +29,7 @@ from .optim import metadata_config, recorded_optimizer
 from .plan import StepPlan, plan_steps
 from .precision import Precision, cast_base_weights
 from .sampling import ImageSampler, check_sample_setup
+from .start_position import StartPosition, apply_start_position, start_position
 from .state import ResumeInfo, load_state, owns_outputs, prepare_resume, resume_position
 
 
@@ -54,6 +55,7 @@ class PreparedJob:
     seed: int
     session_id: int
     resume: ResumeInfo | None = None  # the state folder this run continues
+    start: StartPosition | None = None  # initial_epoch / initial_step
 
 
 def output_file(output_dir: Path, name: str, epoch: int | None = None) -> Path:
@@ -82,22 +84,30 @@ def prepare(config: TrainConfig, emit: EventSink = ignore_events) -> PreparedJob
     dataset.set_max_train_steps(plan.total_steps)
     check_sample_setup(config, emit)
     resume = prepare_resume(config, len(dataset), plan.total_steps, emit)
-    _refuse_overwrite(config, output_dir, plan, resume)
+    start = start_position(config, plan)
+    _refuse_overwrite(config, output_dir, plan, resume, start)
     seed = config.seed if config.seed is not None else random.randint(0, 2**32 - 1)
     seed = resume.seed if resume else seed
     dataset.set_seed(seed)  # flips, crops and caption choices follow the run's seed
     session_id = random.randint(0, 2**32 - 1)
-    return PreparedJob(config, data, dataset, plan, output_dir, seed, session_id, resume)
+    return PreparedJob(config, data, dataset, plan, output_dir, seed, session_id, resume, start)
 
 
 def _refuse_overwrite(
-    config: TrainConfig, output_dir: Path, plan: StepPlan, resume: ResumeInfo | None = None
+    config: TrainConfig,
+    output_dir: Path,
+    plan: StepPlan,
+    resume: ResumeInfo | None = None,
+    start: StartPosition | None = None,
 ) -> None:
     if config.overwrite or owns_outputs(resume, output_dir, config.output_name):
         return
     checkpoints = CheckpointPlan(config, output_dir, plan.total_epochs)
     planned = [output_file(output_dir, config.output_name)]
-    planned += checkpoints.planned_files(plan.total_steps, *resume_position(resume))
+    if start is not None:
+        planned += checkpoints.planned_files(start.last_step, start.step, start.epochs_done)
+    else:
+        planned += checkpoints.planned_files(plan.total_steps, *resume_position(resume))
     existing = [p for p in planned if p.exists()]
     if existing:
         raise ConfigError(
@@ -121,17 +131,36 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def inject_network(bundle: ModelBundle, config: TrainConfig, seed: int) -> LoraNetwork:
-    """kohya's targets with kaiming-uniform init drawn from `seed`."""
+def inject_network(
+    bundle: ModelBundle, config: TrainConfig, seed: int, weights: KohyaLora | None = None
+) -> LoraNetwork:
+    """kohya's targets (block-wise, or the file's with dim_from_weights), init drawn from `seed`."""
     options = network_options(config)
-    models = {}
-    if not config.network_train_text_encoder_only:
-        models["unet"] = (bundle.unet, locon_targets(bundle.unet, options.conv_rank))
-    if not config.network_train_unet_only:
-        for prefix, te in zip(bundle.text_encoder_prefixes, bundle.text_encoders):
-            models[prefix.removeprefix("lora_")] = (te, text_encoder_targets(te, prefix))
+    if options.from_weights and weights is None:
+        weights = load_kohya_lora(Path(str(config.network_weights)))
+    unet = None if config.network_train_text_encoder_only else bundle.unet
+    encoders = [] if config.network_train_unet_only else bundle.text_encoder_prefixes
+    pairs = list(zip(encoders, bundle.text_encoders))
+    plan = plan_targets(unet, pairs, options, weights)
+    if not any(targets for _, targets in plan.parts.values()):
+        raise ConfigError(
+            "no module gets a LoRA: every trained block has rank 0 or lr weight 0",
+            fix="give some blocks a rank and a learning-rate weight above 0",
+        )
     torch.manual_seed(seed)
-    return LoraNetwork.inject(models, options.spec)
+    network = LoraNetwork.inject(plan.parts, options.spec)
+    network.block_plan = plan.block_plan
+    network.notes = plan.notes
+    return network
+
+
+def _load_network_weights(network: LoraNetwork, weights: KohyaLora, config: TrainConfig) -> None:
+    """Continue from network_weights; with dim_from_weights only the modules that were created."""
+    tensors = weights.tensors
+    if config.dim_from_weights:
+        names = {t.kohya_name for t, _ in network.layers()}
+        tensors = {k: v for k, v in tensors.items() if k.split(".", 1)[0] in names}
+    network.load_kohya_state_dict(tensors, str(config.network_weights))
 
 
 def run_training(
@@ -156,15 +185,17 @@ def run_training(
         emit(MessageEvent(warning, level="warning"))
     if loaded_here:
         cast_base_weights(bundle, precision)  # kohya: frozen weights in the mixed-precision type
-    network = inject_network(bundle, config, job.seed)
+    weights = load_kohya_lora(Path(config.network_weights)) if config.network_weights else None
+    network = inject_network(bundle, config, job.seed, weights)
+    for note in network.notes:
+        emit(MessageEvent(note, level="warning"))
     try:
-        if config.network_weights:
-            lora = load_kohya_lora(Path(config.network_weights))
-            network.load_kohya_state_dict(lora.tensors, config.network_weights)
+        if weights is not None:
+            _load_network_weights(network, weights, config)
         network.set_lora_dtype(precision.lora_dtype)  # fp32, or half with full_fp16/full_bf16
         check_bucket_steps(job.dataset, bundle)
         _place(bundle, device, config)
-        prepare_caches(job.dataset, bundle, job.config, device, emit)
+        emit(prepare_caches(job.dataset, bundle, job.config, device, emit))  # CachesReadyEvent
         started_at = time.time()
         save = _saver(job, bundle, network, started_at)
         sampler = ImageSampler(bundle, config, job.output_dir, device, emit)
@@ -175,6 +206,9 @@ def run_training(
         loop.state_facts = {"seed": job.seed}
         if job.resume:
             load_state(loop, job.resume)
+        elif job.start:
+            apply_start_position(loop, job.start)
+            emit(MessageEvent(job.start.describe()))
         emit(MessageEvent(_plan_line(job)))
         result: LoopResult = loop.run()
     finally:
@@ -226,7 +260,9 @@ def _saver(job: PreparedJob, bundle: ModelBundle, network: LoraNetwork, started_
         facts = training_facts(
             job, bundle, steps=step, epoch=epoch, started_at=started_at, finished_at=finished
         )
-        tensors = cast_for_save(network.kohya_state_dict(), config.save_precision)
+        # kohya: without save_precision the file has the network's dtype (half with full_*16)
+        lora_dtype = Precision.from_config(config).lora_dtype
+        tensors = cast_for_save(network.kohya_state_dict(), config.save_precision, lora_dtype)
         job.output_dir.mkdir(parents=True, exist_ok=True)
         # a run resumed from its own state replaces what its interrupted part wrote
         replace = config.overwrite or owns_outputs(job.resume, job.output_dir, config.output_name)

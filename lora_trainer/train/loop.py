@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
-from ..dataset.loading import SampleLoader
+from ..dataset.loading import BatchRequest
+from ..dataset.prefetch import BatchFeed, open_feed
 from ..lora.max_norm import MaxNormStats, apply_max_norm
 from ..lora.network import LoraNetwork
 from ..models.bundle import ModelBundle
@@ -44,6 +45,15 @@ class LoopResult:
     stopped: bool
     final_path: Path | None
     losses: list[float]
+
+
+def max_norm_logs(stats: MaxNormStats) -> dict[str, float]:
+    """scale_weight_norms' numbers under kohya's step-log names (train_network.py generate_step_logs)."""
+    return {
+        "max_norm/keys_scaled": float(stats.keys_scaled),
+        "norm/avg_key_norm": stats.mean_norm,
+        "max_norm/max_key_norm": stats.max_norm,
+    }
 
 
 class TrainLoop:
@@ -97,15 +107,14 @@ class TrainLoop:
         step, epoch, started = self.start_step, self.cursor.epoch, time.monotonic()
         final_path = None
         self._set_train_mode(True)
+        self.feed = self._open_feed()
         try:
             if step == 0 and self.sampler and self.sampler.schedule.at_first:
                 self._sample(0, 0)  # kohya's sample_at_first: epoch 0 in the file names
             for epoch in range(self.cursor.first_epoch, self.plan.total_epochs + 1):
                 self.cursor.start_epoch(epoch)
-                self._sync_dataset(epoch, step)
-                for loss, lrs in self._epoch_steps():
+                for loss, lrs in self._epoch_steps(epoch, step):
                     step += 1
-                    self._sync_dataset(epoch, step)
                     losses.append(loss)
                     window.append(loss)
                     self._emit_step(step, epoch, loss, sum(window) / len(window), lrs, started)
@@ -118,6 +127,7 @@ class TrainLoop:
                 if step >= self.plan.total_steps:
                     break
         finally:
+            self.feed.close()  # no loader thread outlives the run (stop, error or end)
             self._set_train_mode(False)
         stopped = self.stop.requested and step < self.plan.total_steps
         if not stopped or self.stop.save:
@@ -162,11 +172,11 @@ class TrainLoop:
         for path in remove_outputs(paths):
             self.emit(MessageEvent(f"Removed old {path.name}"))
 
-    def _epoch_steps(self) -> Iterator[tuple[float, dict[str, float]]]:
+    def _epoch_steps(self, epoch: int, step: int) -> Iterator[tuple[float, dict[str, float]]]:
         """Yields the loss and the learning rates of each optimizer step of one epoch."""
         accum = self.config.gradient_accumulation_steps
         micro_losses: list[float] = []
-        for batch in self._batches():
+        for batch in self._batches(epoch, step):
             micro_losses.append(self._backward(batch, scale=1.0 / accum))
             if len(micro_losses) == accum or self.cursor.finished:
                 lrs = self._optimizer_step()
@@ -175,21 +185,26 @@ class TrainLoop:
                 if self.stop.requested:
                     return
 
-    def _batches(self) -> Iterator[list[dict]]:
-        size = self.config.train_batch_size
-        # the cursor keeps the epoch's order and position, so a state can resume mid-epoch
-        with SampleLoader(self.dataset, self.config.max_data_loader_n_workers) as loader:
-            for indices in self.cursor.batches(
-                lambda: self.dataset.epoch_batches(size, self.data_gen)
-            ):
-                yield loader.load(indices)
+    def _batches(self, epoch: int, step: int) -> Iterator[list[dict]]:
+        """The epoch's remaining batches, loaded ahead by the feed while earlier ones train."""
+        size, accum = self.config.train_batch_size, self.config.gradient_accumulation_steps
+        # the cursor keeps the epoch's order and position, so a state can resume mid-epoch;
+        # it counts batches as they are trained, not as they are loaded
+        pending = self.cursor.pending(lambda: self.dataset.epoch_batches(size, self.data_gen))
+        pending = pending[: (self.plan.total_steps - step) * accum]  # none loaded past the end
+        # each batch carries the clock it would see if loaded just in time: the epoch, and
+        # the optimizer steps done before it (caption dropout and token warmup read them)
+        requests = [BatchRequest(b, epoch, step + k // accum) for k, b in enumerate(pending)]
+        with contextlib.closing(self.feed.batches(requests)) as batches:
+            for samples in batches:
+                self.cursor.used += 1
+                yield samples
 
-    def _sync_dataset(self, epoch: int, step: int) -> None:
-        """Tell the dataset where training is: caption dropout reads the epoch, token warmup the step."""
-        for name, value in (("set_epoch", epoch), ("set_current_step", step)):
-            setter = getattr(self.dataset, name, None)
-            if setter is not None:
-                setter(value)
+    def _open_feed(self) -> BatchFeed:
+        config = self.config
+        return open_feed(
+            self.dataset, config.max_data_loader_n_workers, config.persistent_data_loader_workers
+        )
 
     def _backward(self, samples: list[dict], scale: float) -> float:
         batch = make_batch(samples, self.bundle, self.noise_gen, self.device)
@@ -261,11 +276,13 @@ class TrainLoop:
         elapsed = time.monotonic() - started
         eta = elapsed / (step - self.start_step) * (self.plan.total_steps - step)
         plan = self.plan
-        self.emit(
-            StepEvent(
-                step, plan.total_steps, epoch, plan.total_epochs, loss, avg, lrs, elapsed, eta
-            )
-        )
+        stats = self.max_norm_stats if self.config.scale_weight_norms else None
+        extras = max_norm_logs(stats) if stats is not None else {}
+        event = StepEvent(
+            step, plan.total_steps, epoch, plan.total_epochs, loss, avg, lrs, elapsed, eta,
+            extras=extras,
+        )  # fmt: skip
+        self.emit(event)
 
     def _save(self, epoch: int, step: int, final: bool, path: Path | None = None) -> Path:
         with evaluation_weights(self.optim):  # schedule-free: save the averaged weights

@@ -14,6 +14,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..lora.blocks import block_index
 from ..lora.network import ADAPTER, LoraNetwork
 from ..lora.network_args import NetworkOptions, network_options
 
@@ -232,21 +233,49 @@ def _class_hint(module: Any, name: str) -> str:
 def param_groups(
     network: LoraNetwork, config: TrainConfig, options: NetworkOptions
 ) -> list[dict[str, Any]]:
-    """One group per part at unet_lr / text_encoder_lr (else learning_rate); LoRA+ puts lora_up apart."""
+    """One group per part at unet_lr / text_encoder_lr (else learning_rate); LoRA+ puts lora_up apart.
+
+    With kohya's *_lr_weight the UNet has one group per block ("unet_block7") at lr x weight;
+    blocks whose rate is 0 (modules read by dim_from_weights) are frozen, as kohya leaves them out.
+    """
     groups = []
     for part in network.part_names:
         lr = config.unet_lr if part == "unet" else config.text_encoder_lr
         lr = lr if lr is not None else config.learning_rate
         ratio = options.loraplus_ratio(part)
-        if ratio is None:
-            groups.append({"params": network.parameters(part), "lr": lr, "name": part})
+        plan = network.block_plan if part == "unet" else None
+        if plan is None or plan.lr_weights is None:
+            groups += _layer_groups([layer for _, layer in network.layers(part)], lr, ratio, part)
             continue
-        layers = [layer for _, layer in network.layers(part)]
-        downs = [layer.lora_A[ADAPTER].weight for layer in layers]
-        ups = [layer.lora_B[ADAPTER].weight for layer in layers]
-        groups.append({"params": downs, "lr": lr, "name": part})
-        groups.append({"params": ups, "lr": lr * ratio, "name": f"{part}_plus"})
+        by_block: dict[int, list] = {}
+        for target, layer in network.layers(part):
+            by_block.setdefault(block_index(target.kohya_name, plan.layout.sdxl), []).append(layer)
+        for index, layers in sorted(by_block.items()):
+            block_lr = lr * plan.lr_weight(index)
+            if block_lr == 0:
+                for layer in layers:
+                    layer.lora_A[ADAPTER].weight.requires_grad_(False)
+                    layer.lora_B[ADAPTER].weight.requires_grad_(False)
+                continue
+            groups += _layer_groups(layers, block_lr, ratio, f"unet_block{index}")
+    if not groups:
+        raise ConfigError(
+            "nothing to train: every LoRA module has a learning rate of 0",
+            fix="give some blocks an lr weight above 0",
+        )
     return groups
+
+
+def _layer_groups(layers: list, lr: float, ratio: float | None, name: str) -> list[dict[str, Any]]:
+    downs = [layer.lora_A[ADAPTER].weight for layer in layers]
+    ups = [layer.lora_B[ADAPTER].weight for layer in layers]
+    if ratio is None:
+        params = [p for pair in zip(downs, ups) for p in pair]  # LoraNetwork.parameters order
+        return [{"params": params, "lr": lr, "name": name}]
+    return [
+        {"params": downs, "lr": lr, "name": name},
+        {"params": ups, "lr": lr * ratio, "name": f"{name}_plus"},
+    ]
 
 
 def build_optimizer(network: LoraNetwork, config: TrainConfig) -> OptimizerSetup:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .prompt_weights import check_prompt_weights
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -127,7 +128,7 @@ def _toml_prompts(data: dict[str, Any], path: Path) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class SamplePrompt:
-    """One sample image to make, with kohya's defaults filled in."""
+    """One sample image to make, with kohya's defaults filled in; prompts may carry `(word:1.2)` weights."""
 
     index: int  # kohya's `enum`: the prompt's position, used in the file name
     prompt: str
@@ -143,15 +144,19 @@ class SamplePrompt:
 def sample_prompt_from_dict(
     values: dict[str, Any], default_sampler: str, where: str
 ) -> SamplePrompt:
-    """Fill kohya's defaults and check the types of one prompt dict."""
+    """Fill kohya's defaults and check the types of one prompt dict and its `(word:1.2)` weights."""
     width = _number(values, "width", int, DEFAULT_SIZE, where)
     height = _number(values, "height", int, DEFAULT_SIZE, where)
+    text = str(values.get("prompt", ""))
     negative = values.get("negative_prompt")
+    negative = None if negative is None else str(negative)
+    check_prompt_weights(text, where)
+    check_prompt_weights(negative or "", f"{where}, negative prompt")
     seed = values.get("seed")
     return SamplePrompt(
         index=int(values.get("enum", 0)),
-        prompt=str(values.get("prompt", "")),
-        negative_prompt=None if negative is None else str(negative),
+        prompt=text,
+        negative_prompt=negative,
         width=max(64, width - width % 8),
         height=max(64, height - height % 8),
         seed=None if seed is None else _number(values, "seed", int, 0, where),

@@ -20,10 +20,11 @@ from ..config import TrainConfig
 from ..errors import UserError
 from ..models.bundle import ModelBundle
 from .batch import concat_conditioning
-from .conditioning import Conditioning, PromptOptions, encode_conditioning
+from .conditioning import Conditioning, PromptOptions, add_size_conditioning
 from .events import EventSink, MessageEvent, SampleEvent
 from .sample_prompts import SamplePrompt, load_sample_prompts, unused_options
 from .samplers import build_scheduler, canonical_sampler
+from .weighted_conditioning import encode_weighted_prompts
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class ImageSampler:
         self.prompt_file = Path(config.sample_prompts or "")
         self.zero_terminal_snr = config.zero_terminal_snr
         self.prompt_options = PromptOptions.from_config(config)  # clip_skip, max_token_length
+        self._warned_long: set[str] = set()  # prompts already reported as cut
 
     def prompts(self) -> list[SamplePrompt]:
         """Read the prompt file now: like kohya, edits made during training are picked up."""
@@ -200,16 +202,32 @@ class ImageSampler:
     def _conditioning(
         self, prompt: SamplePrompt, guided: bool, autocast: AutocastFn
     ) -> Conditioning:
-        """The negative prompt's and the prompt's conditioning (the prompt's alone unguided)."""
+        """The negative prompt's and the prompt's conditioning (the prompt's alone unguided).
+
+        Both are weighted like kohya's samples: `(word:1.3)`, `(word)`, `[word]`.
+        """
         captions = [prompt.negative_prompt or "", prompt.prompt] if guided else [prompt.prompt]
         extra = size_conditioning(prompt.width, prompt.height)
         # the text encoders may sit elsewhere (kept in RAM while their outputs are cached)
         text_device = next(self.bundle.text_encoder.parameters()).device
+        options = self.prompt_options
         with autocast():
-            cond = encode_conditioning(
-                self.bundle, captions, extra, text_device, self.prompt_options
-            )
+            weighted = encode_weighted_prompts(self.bundle, captions, text_device, options)
+        self._warn_if_cut(prompt, captions, weighted.truncated)
+        cond = add_size_conditioning(
+            self.bundle, weighted.conditioning, extra, len(captions), options
+        )
         return concat_conditioning([cond], self.device)
+
+    def _warn_if_cut(
+        self, prompt: SamplePrompt, captions: list[str], truncated: tuple[bool, ...]
+    ) -> None:
+        kinds = ["negative prompt", "prompt"] if len(captions) == 2 else ["prompt"]
+        for caption, kind, cut in zip(captions, kinds, truncated):
+            if cut and caption not in self._warned_long:
+                self._warned_long.add(caption)
+                text = _LONG_TEXT.format(kind=kind, n=prompt.index + 1)
+                self.emit(MessageEvent(text, level="warning"))
 
     def _decode(self, latents: torch.Tensor, prompt: SamplePrompt) -> Image.Image:
         vae = self.bundle.vae
@@ -227,6 +245,10 @@ _OOM_TEXT = "Out of GPU memory while sampling prompt {p.index} ({p.width}x{p.hei
 _NO_PROMPTS_TEXT = (
     "sample images are asked for but sample_prompts is not set: none will be made. "
     "Give a .txt file with one prompt per line"
+)
+_LONG_TEXT = (
+    "The {kind} of sample {n} is longer than the text encoder takes; its end was cut "
+    "(225 tokens for SD1/SD2, max_token_length for SDXL)"
 )
 _NAN_TEXT = (
     "Sample {p.index} decoded to NaN (VAE in {dtype}); the image is black. "

@@ -6,7 +6,7 @@ import json
 import os
 import random
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,13 +56,15 @@ class DataCursor:
         if epoch != self.epoch:
             self.epoch, self.order, self.used, self.epoch_done = epoch, None, 0, False
 
-    def batches(self, make_order: Callable[[], list[list[int]]]) -> Iterator[list[int]]:
-        """The epoch's remaining batches of sample indices; the order is drawn on first use."""
+    def pending(self, make_order: Callable[[], list[list[int]]]) -> list[list[int]]:
+        """The epoch's batches not used yet; the order is drawn on first use.
+
+        The loop adds to `used` as it trains each batch (a loader may read ahead), so a
+        state saved mid-epoch records what was trained, not what was loaded.
+        """
         if self.order is None:
             self.order, self.used = [list(map(int, b)) for b in make_order()], 0
-        while self.used < len(self.order):
-            self.used += 1
-            yield self.order[self.used - 1]
+        return self.order[self.used :]
 
     @property
     def finished(self) -> bool:

@@ -29,7 +29,7 @@ def token_windows(
     length = max_token_length + 2
     ids = _tokenize(tokenizer, captions, length)
     starts = range(1, length - window + 2, window - 2)
-    return torch.stack([_window(tokenizer, ids, start, window) for start in starts], dim=1)
+    return torch.stack([window_ids(tokenizer, ids, start, window) for start in starts], dim=1)
 
 
 def _tokenize(tokenizer: Any, captions: list[str], length: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ def _tokenize(tokenizer: Any, captions: list[str], length: int) -> torch.Tensor:
     ).input_ids
 
 
-def _window(tokenizer: Any, ids: torch.Tensor, start: int, window: int) -> torch.Tensor:
+def window_ids(tokenizer: Any, ids: torch.Tensor, start: int, window: int) -> torch.Tensor:
     """BOS + ids[start : start + 75] + the sequence's last id, with kohya's EOS repairs."""
     chunk = torch.cat([ids[:, :1], ids[:, start : start + window - 2], ids[:, -1:]], dim=1)
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from ..config import TrainConfig
 from ..presets import RUN_SPECIFIC
@@ -197,20 +197,27 @@ def advanced_fields(shown: set[str]) -> list[Field]:
     for f in dataclasses.fields(TrainConfig):
         if f.name in shown or f.name in NOT_FIELDS or f.name == "output_name":
             continue
-        text = str(hints[f.name])
-        optional = "None" in text
-        if text.startswith("bool"):
-            kind = BOOL
-        elif text.startswith("int"):
-            kind = INT
-        elif text.startswith("float"):
-            kind = FLOAT
-        elif text.startswith("list"):
-            kind = LIST
-        else:
-            kind = TEXT
+        kind, optional = _kind_of(hints[f.name])
         fields.append(Field(f.name, f.name, kind, f.default, optional=optional or kind == LIST))
     return fields
+
+
+_KINDS = {bool: BOOL, int: INT, float: FLOAT, list: LIST}
+
+
+def _kind_of(hint: Any) -> tuple[str, bool]:
+    """(field kind, optional) for a TrainConfig type hint such as `float | None`."""
+    args = get_args(hint)
+    optional = type(None) in args
+    if optional:
+        rest = [a for a in args if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else str
+    return _KINDS.get(get_origin(hint) or hint, TEXT), optional
+
+
+def typed_as_text(field: Field) -> bool:
+    """Optional numbers are text boxes: a browser shows an empty gradio Number as 0 and sends 0."""
+    return field.optional and field.kind in (INT, FLOAT) and not field.zero_off
 
 
 def all_fields() -> list[Field]:
@@ -252,6 +259,8 @@ def value_to_option(field: Field, value: Any) -> Any:
 
 def option_to_value(field: Field, value: Any) -> Any:
     """An option value as the form shows it."""
+    if typed_as_text(field):
+        return "" if value is None else str(value)
     if value is None:
         return "" if field.kind in (TEXT, MULTILINE, LIST, CHOICE) else None
     if field.kind == LIST and isinstance(value, (list, tuple)):

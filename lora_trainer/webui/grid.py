@@ -7,8 +7,9 @@ renders the cells and returns the grid(s) first, then the cells.
 
 For the Train tab: `grid_job_for_run()` builds the grid of a finished run (its epoch files
 x weights, with the run's sample prompt and seed) and `run_grid_job()` renders it. Epoch
-files are `<name>-000002.safetensors` beside the LoRA or in its `<name>_epochs/` folder
-(EPOCHS_FOLDER_SUFFIX, epochs_folder()): the tab saves them there.
+files are `<name>-000002.safetensors`: those the LoRA's card lists (the tab keeps them in
+the run's work folder by default), or in its `<name>_epochs/` folder (EPOCHS_FOLDER_SUFFIX,
+epochs_folder(); the tab's "epochs as cards" layout), or beside it (grid_epochs).
 """
 
 from __future__ import annotations

@@ -1,18 +1,26 @@
 """Where a LoRA's epoch checkpoints live, and how to find them.
 
 kohya (and our trainer, train/job.py output_file) names them `<name>-000002.safetensors`.
-They are found beside the final `<name>.safetensors` and in the sub-folder
-`<name>_epochs/` beside it, which is where the Train tab puts them (EPOCHS_FOLDER_SUFFIX).
+They are found in three places: the files the LoRA's card `<name>.json` lists (the Train
+tab writes them into its "lora trainer" block; by default they stay in the run's work
+folder `<outputs>/lora-trainer/<name>/<date-time>/`, out of the Lora page), the sub-folder
+`<name>_epochs/` beside the LoRA (where the tab puts them when they are to be cards), and
+the LoRA's own folder (kohya's output_dir layout).
+
+The card is read here rather than through output.py, which imports this module.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 EPOCHS_FOLDER_SUFFIX = "_epochs"
 EPOCH_DIGITS = 6  # kohya: f"{name}-{epoch:06d}"
 LORA_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt")  # what the Lora extension lists
+CARD_KEY = "lora trainer"  # our block inside the card JSON (the Lora page keeps unknown keys)
+CARD_EPOCHS = "epochs"  # in that block: the epoch checkpoints, oldest first
 
 
 def epochs_folder(lora_file: Path) -> Path:
@@ -37,9 +45,28 @@ def base_name(stem: str) -> str | None:
     return match[1] if match else None
 
 
+def card_epoch_files(lora_file: Path) -> list[Path]:
+    """The epoch checkpoints the LoRA's card lists (files that still exist), oldest first."""
+    try:
+        card = json.loads(lora_file.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no card, or one the user broke: nothing listed
+        return []
+    trainer = card.get(CARD_KEY) if isinstance(card, dict) else None
+    listed = trainer.get(CARD_EPOCHS) if isinstance(trainer, dict) else None
+    if not isinstance(listed, list):
+        return []
+    paths = [_card_path(item, lora_file.parent) for item in listed if isinstance(item, str)]
+    return [p for p in paths if p.is_file() and p.suffix.lower() in LORA_FILE_SUFFIXES]
+
+
 def find_epoch_files(lora_file: Path) -> dict[int, Path]:
-    """Epoch number -> file, for the epoch files of `lora_file` (its folder, then `_epochs/`)."""
+    """Epoch number -> file, for the epoch files of `lora_file` (card, its folder, `_epochs/`)."""
     found: dict[int, Path] = {}
+    for path in card_epoch_files(lora_file):
+        # the card lists them by their written names: a LoRA renamed since keeps its epochs
+        epoch = epoch_of(path.stem, base_name(path.stem) or "")
+        if epoch:
+            found.setdefault(epoch, path)
     for folder in (lora_file.parent, epochs_folder(lora_file)):
         if not folder.is_dir():
             continue
@@ -48,3 +75,8 @@ def find_epoch_files(lora_file: Path) -> dict[int, Path]:
             if epoch and path.is_file() and path.suffix.lower() in LORA_FILE_SUFFIXES:
                 found.setdefault(epoch, path)
     return dict(sorted(found.items()))
+
+
+def _card_path(text: str, folder: Path) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else folder / path

@@ -262,7 +262,10 @@ def _epoch_axis(text: str, loras: list[LoraEntry], catalog: GridCatalog) -> Axis
         lora = without[0]
         raise GridError(
             f"no epoch files found for {lora.name}",
-            where=f"{Path(lora.filename).parent} and {epochs_folder(Path(lora.filename))}",
+            where=(
+                f"its card {Path(lora.filename).with_suffix('.json').name}, "
+                f"{epochs_folder(Path(lora.filename))} and {Path(lora.filename).parent}"
+            ),
             fix=_epoch_fix(lora),
         )
     values = [AxisValue(_epoch_label(e), Change(epoch=e)) for e in epochs]
@@ -429,9 +432,11 @@ def _notes(cells: Sequence[Cell], catalog: GridCatalog) -> tuple[str, ...]:
 def _check_size(
     plan: GridPlan, request: GridRequest, base: BaseSettings, max_mp: float | None
 ) -> None:
-    if plan.count > IMAGE_LIMIT and not request.allow_many:
+    # the limit is on what is generated: cells without the LoRA share one image
+    if plan.renders > IMAGE_LIMIT and not request.allow_many:
+        cells = f" (for {plan.count} cells)" if plan.count > plan.renders else ""
         raise GridError(
-            f"this grid makes {plan.count} images, more than {IMAGE_LIMIT}",
+            f"this grid makes {plan.renders} images{cells}, more than {IMAGE_LIMIT}",
             fix=f'tick "Allow more than {IMAGE_LIMIT} images" to go on, or shorten the lists',
         )
     per_grid = len(plan.x.values) * len(plan.y.values)

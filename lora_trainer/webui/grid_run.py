@@ -3,7 +3,9 @@
 Progress goes through shared.state like any generation (the job count is set up front, each
 process_images call advances job_no, state.job says which cell). Interrupt stops after the
 images already finished (the one cut short is dropped) and returns them with a partial
-grid; Skip drops the current cell and goes on; "stop generating" finishes the current cell.
+grid; Skip drops the current image (every cell sharing it) and goes on; "stop generating"
+finishes the current cell. The plan's notes (ancestral samplers) go to the comments, which
+the UI shows, and into the grid's infotext and extra_generation_params, which the API returns.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .grid_values import format_number
 SKIPPED = "skipped"
 NOT_RENDERED = "not rendered"
 GRID_BASENAME = "lora_grid"
+NOTE_KEY = "LoRA grid note"  # in the grid's infotext: the API's only view of the notes
 
 
 @dataclass
@@ -64,7 +67,8 @@ class GridRender:
         self.p = p
         self.plan = plan
         self.request = request
-        self.done: dict[CellSettings, CellResult] = {}
+        # equal settings give equal images: each is generated (or skipped) once
+        self.done: dict[CellSettings, CellResult | str] = {}
         self.template = None  # the first processed cell, for the grid's infotext
         self.stopped: str | None = None
 
@@ -91,7 +95,7 @@ class GridRender:
         try:
             res = processing.process_images(pc)
         except Exception as exc:
-            if not self.done:
+            if self.template is None:  # nothing finished yet: show the error itself
                 raise
             errors.display(exc, "generating a LoRA grid cell")
             self.p.comment(f"Stopped at a failed image: {type(exc).__name__}: {exc}")
@@ -102,6 +106,7 @@ class GridRender:
             return NOT_RENDERED
         if state.skipped or not res.images:
             state.skipped = False
+            self.done[settings] = SKIPPED  # the cells sharing this image are skipped with it
             return SKIPPED
         for comment in pc.comments:
             self.p.comment(comment)
@@ -144,11 +149,12 @@ class GridRender:
         if not finished:
             return Processed(p, [], p.seed, "", subseed=p.subseed)
         self._copy_model_names()
-        info = self._grid_infotext()
+        params = self._grid_params()
+        info = self._grid_infotext(params)
         grids = [self._grid(iz, outcomes, info) for iz in range(len(self.plan.z.values))]
         cells = [o for o in outcomes if isinstance(o, CellResult)]
         count = len(grids) + len(cells)
-        return Processed(
+        processed = Processed(
             p,
             [*grids, *(c.image for c in cells)],
             p.seed,
@@ -160,6 +166,9 @@ class GridRender:
             index_of_first_image=len(grids),
             infotexts=[info] * len(grids) + [c.infotext for c in cells],
         )
+        # Processed.js() (the API's "info") has no comments but has these: the grid's recipe
+        processed.extra_generation_params = params
+        return processed
 
     def _report(self, outcomes: list[CellResult | str]) -> None:
         plan, p = self.plan, self.p
@@ -180,8 +189,19 @@ class GridRender:
         for name in ("sd_model_name", "sd_model_hash", "sd_vae_name", "sd_vae_hash"):
             setattr(self.p, name, getattr(self.template, name, None))
 
-    def _grid_infotext(self) -> str:
-        """The first cell's infotext with the user's own settings and the grid's recipe."""
+    def _grid_params(self) -> dict[str, str]:
+        """The grid's infotext parameters: the cells' own, the script's settings, its notes."""
+        params = {
+            k: v for k, v in self.template.extra_generation_params.items() if k != "Lora hashes"
+        }
+        params["Script"] = TITLE
+        params.update(self.request.infotext())
+        if self.plan.notes:
+            params[NOTE_KEY] = " ".join(self.plan.notes)
+        return params
+
+    def _grid_infotext(self, params: dict[str, str]) -> str:
+        """The first cell's infotext with the user's own settings and the grid's parameters."""
         p, gp = self.p, copy(self.template)
         gp.sampler_name, gp.scheduler, gp.steps, gp.cfg_scale = (
             p.sampler_name,
@@ -189,11 +209,6 @@ class GridRender:
             p.steps,
             p.cfg_scale,
         )
-        params = {
-            k: v for k, v in self.template.extra_generation_params.items() if k != "Lora hashes"
-        }
-        params["Script"] = TITLE
-        params.update(self.request.infotext())
         gp.extra_generation_params = params
         return processing.create_infotext(
             gp, [p.prompt], [p.seed], [p.subseed], index=0, all_negative_prompts=[p.negative_prompt]

@@ -8,6 +8,7 @@ Each cell of the plot is a copy of p; every LoRA axis records its value on that 
 rewrites the prompt from the prompt the cell started with, so the three axes combine in
 any order: the name picks the LoRA (else the first `<lora:...>` tag of the prompt), the
 epoch picks that LoRA's epoch file, the weight sets the strength (0 removes the tag).
+Weights are text, like the grid script's: numbers, ranges, or `te:unet` pairs (`0.5:1`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .grid_epochs import base_name
 from .grid_host import WebuiCatalog
 from .grid_plan import LoraEntry, tag_names
 from .grid_prompt import existing_weight, find_lora_tags, put_lora
-from .grid_values import FINAL, GridError, Weight, parse_epochs
+from .grid_values import FINAL, GridError, Weight, format_number, parse_epochs, parse_weights
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def _options(xyz: ModuleType) -> list[Any]:
 
     return [
         xyz.AxisOption(AXIS_NAME, str, apply_name, format_value=xyz.format_value, confirm=confirm_names, choices=lora_choices),
-        xyz.AxisOption(AXIS_WEIGHT, float, apply_weight),
+        xyz.AxisOption(AXIS_WEIGHT, str, apply_weight, prepare=prepare_weights),
         xyz.AxisOption(AXIS_EPOCH, str, apply_epoch, prepare=prepare_epochs, confirm=confirm_epochs),
     ]  # fmt: skip
 
@@ -68,8 +69,24 @@ def apply_name(p: Any, x: str, xs: list[str]) -> None:
     _apply(p, name=x, names=tuple(xs))
 
 
-def apply_weight(p: Any, x: float, xs: list[float]) -> None:
-    _apply(p, weight=float(x))
+def prepare_weights(text: str) -> list[str]:
+    """The weight values as text: ranges expanded, `te:unet` pairs kept (parse_weights)."""
+    return [weight_text(w) for w in parse_weights(text)]
+
+
+def weight_text(weight: Weight) -> str:
+    """`0.5`, or `0.5:1` when the text-encoder and UNet weights differ."""
+    if weight.split:
+        return f"{format_number(weight.te)}:{format_number(weight.unet)}"
+    return format_number(weight.unet)
+
+
+def apply_weight(p: Any, x: str | float, xs: list[Any]) -> None:
+    if isinstance(x, (int, float)):
+        weight = Weight(float(x), float(x))
+    else:
+        (weight,) = parse_weights(x)  # one value: prepare_weights wrote it
+    _apply(p, weight=weight)
 
 
 def apply_epoch(p: Any, x: str, xs: list[str]) -> None:
@@ -139,8 +156,9 @@ def _render(state: dict, prompt: str, catalog: WebuiCatalog) -> str:
             raise GridError(f"{family.name} has no file for epoch {epoch}", where=AXIS_EPOCH)
     catalog.make_loadable([used])
     weight = state.get("weight")
-    strength = Weight(weight, weight) if weight is not None else existing_weight(prompt, replace)
-    return put_lora(prompt, replace, used.name, strength or _default_weight())
+    strength = weight if weight is not None else existing_weight(prompt, replace)
+    strength = strength or _default_weight()
+    return put_lora(prompt, replace, used.name, strength)
 
 
 def _family(catalog: WebuiCatalog, name: str) -> LoraEntry:

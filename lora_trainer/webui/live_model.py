@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import yaml
 from torch import nn
+from transformers import CLIPTextConfig
 
 from ..errors import ModelError
 from ..models.arch_configs import ModelConfigs, configs_from_ldm_yaml
@@ -179,7 +180,7 @@ def build_live_bundle(model: Any) -> ModelBundle:
 
 
 def live_configs(model: Any, layout: dict[str, Any], arch: str) -> ModelConfigs | None:
-    """Configs from the .yaml the WebUI built the model from, text configs from the live encoders."""
+    """Configs from the .yaml the WebUI built the model from; sizes the yaml cannot tell from the live modules."""
     used = getattr(model, "used_config", None)
     if not used or not Path(str(used)).is_file():
         return None  # standard sizes: the bundled configs fit
@@ -189,26 +190,73 @@ def live_configs(model: Any, layout: dict[str, Any], arch: str) -> ModelConfigs 
     except (OSError, yaml.YAMLError) as exc:
         raise ModelError(f"cannot read the model's config: {exc}", where=str(yaml_path)) from None
     configs = configs_from_ldm_yaml(original, layout, arch, yaml_path)
-    live_text = _live_clip_config(model, arch)
-    if live_text is not None:
-        texts = [live_text, *configs.text_encoders[1:]]
-        configs = dataclasses.replace(configs, text_encoders=texts)
+    texts = live_text_configs(model, arch, configs.text_encoders)
+    configs = dataclasses.replace(configs, text_encoders=texts)
+    time_dim = _live_time_embed_dim(model) if arch == "sdxl" else None
+    if time_dim is not None:
+        configs = dataclasses.replace(
+            configs, unet=dict(configs.unet, addition_time_embed_dim=time_dim)
+        )
     return configs
+
+
+def _text_embedders(model: Any, arch: str) -> list[Any]:
+    """The WebUI's unwrapped text encoders (ldm/sgm FrozenCLIPEmbedder, FrozenOpenCLIPEmbedder*)."""
+    if arch == "sdxl":
+        embedders = getattr(getattr(model, "conditioner", None), "embedders", None) or []
+        return [getattr(e, "wrapped", None) for e in list(embedders)[:2]]
+    return [getattr(getattr(model, "cond_stage_model", None), "wrapped", None)]
 
 
 def _clip_embedder(model: Any, arch: str) -> Any:
     """The WebUI's wrapped transformers CLIP encoder (SD1, and SDXL's first), if any."""
-    if arch == "sd1":
-        return getattr(getattr(model, "cond_stage_model", None), "wrapped", None)
-    if arch == "sdxl":
-        embedders = getattr(getattr(model, "conditioner", None), "embedders", None) or []
-        return getattr(embedders[0], "wrapped", None) if embedders else None
+    first = _text_embedders(model, arch)[0] if arch in ("sd1", "sdxl") else None
+    return first if hasattr(first, "transformer") else None
+
+
+def live_text_configs(
+    model: Any, arch: str, fallback: list[CLIPTextConfig]
+) -> list[CLIPTextConfig]:
+    """Each text encoder's config as the live modules are sized (the yaml names open_clip towers only)."""
+    configs = []
+    for embedder, base in zip(_text_embedders(model, arch), fallback):
+        transformer_config = getattr(getattr(embedder, "transformer", None), "config", None)
+        open_clip = getattr(embedder, "model", None)
+        if isinstance(transformer_config, CLIPTextConfig):
+            configs.append(transformer_config)
+        elif isinstance(open_clip, nn.Module) and hasattr(open_clip, "transformer"):
+            configs.append(_open_clip_config(open_clip, base, drop_last=arch == "sd2"))
+        else:
+            configs.append(base)
+    return configs
+
+
+def _open_clip_config(clip: nn.Module, base: CLIPTextConfig, drop_last: bool) -> CLIPTextConfig:
+    """An open_clip text tower's sizes as a CLIPTextConfig (SD2 conditions on the penultimate block,
+    so its encoder leaves the last one out)."""
+    blocks = list(clip.transformer.resblocks)
+    token = clip.token_embedding
+    token_weight = getattr(token, "wrapped", token).weight  # the hijack's EmbeddingsWithFixes
+    sizes = {
+        "hidden_size": token_weight.shape[1],
+        "vocab_size": token_weight.shape[0],
+        "max_position_embeddings": clip.positional_embedding.shape[0],
+        "num_hidden_layers": len(blocks) - (1 if drop_last else 0),
+        "num_attention_heads": blocks[0].attn.num_heads,
+        "intermediate_size": blocks[0].mlp.c_fc.weight.shape[0],
+        "projection_dim": clip.text_projection.shape[1],
+    }
+    return CLIPTextConfig(**{**base.to_dict(), **sizes})
+
+
+def _live_time_embed_dim(model: Any) -> int | None:
+    """Width of each SDXL size/crop number's embedding (sgm ConcatTimestepEmbedderND.outdim)."""
+    embedders = getattr(getattr(model, "conditioner", None), "embedders", None) or []
+    for embedder in embedders:
+        outdim = getattr(embedder, "outdim", None)
+        if isinstance(outdim, int):
+            return outdim
     return None
-
-
-def _live_clip_config(model: Any, arch: str) -> Any:
-    transformer = getattr(_clip_embedder(model, arch), "transformer", None)
-    return getattr(transformer, "config", None)
 
 
 def live_tokenizers(model: Any, arch: str) -> list[Any] | None:

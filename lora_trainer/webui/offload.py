@@ -15,23 +15,29 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..models.bundle import ModelBundle
+from ..train.events import CachesReadyEvent
 
 log = logging.getLogger(__name__)
 Move = Callable[[torch.Tensor], torch.Tensor]
 
 
 def parts_to_offload(
-    config: TrainConfig, bundle: ModelBundle, device: torch.device
+    config: TrainConfig,
+    bundle: ModelBundle,
+    device: torch.device,
+    caches: CachesReadyEvent | None = None,
 ) -> list[nn.Module]:
-    """The bundle's modules training no longer needs on the GPU, given how the run is set up."""
+    """The bundle's modules training no longer needs on the GPU, given the run's options and,
+    when known, the caches the engine reports filled."""
     if device.type == "cpu" or config.sample_prompts:
         return []  # nothing to free on the CPU; sample images need every part on the GPU
-    parts: list[nn.Module] = []
-    if config.cache_latents or config.cache_latents_to_disk:
-        parts.append(bundle.vae)
-    if config.cache_text_encoder_outputs and config.network_train_unet_only:
-        parts.extend(bundle.text_encoders)
-    return parts
+    latents = config.cache_latents or config.cache_latents_to_disk
+    texts = config.cache_text_encoder_outputs and config.network_train_unet_only
+    if caches is not None:
+        latents = latents and caches.latents is not None
+        texts = texts and caches.text_encoder_outputs is not None
+    parts: list[nn.Module] = [bundle.vae] if latents else []
+    return parts + (list(bundle.text_encoders) if texts else [])
 
 
 def relocate_shared(parts: list[nn.Module], live: nn.Module, move: Move) -> int:
@@ -67,13 +73,40 @@ def _storage(tensor: torch.Tensor) -> int:
     return tensor.untyped_storage().data_ptr()
 
 
-def offload(config: TrainConfig, bundle: ModelBundle, live: nn.Module, device: torch.device) -> int:
-    """Move what the run no longer needs to the CPU; returns how many tensors moved."""
-    parts = parts_to_offload(config, bundle, device)
-    if not parts:
-        return 0
-    moved = relocate_shared(parts, live, lambda t: t.to("cpu"))
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    log.info("LoRA trainer: moved %d cached-away tensors to RAM while training", moved)
-    return moved
+def to_ram(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to("cpu")
+
+
+class CachedPartsOffload:
+    """Called with the engine's CachesReadyEvent: moves the cached-away parts to RAM;
+    `put_back()` returns the WebUI's tensors to their devices when the run ends."""
+
+    def __init__(
+        self, config: TrainConfig, bundle: ModelBundle, live: nn.Module, device: torch.device
+    ) -> None:
+        self.config, self.bundle, self.live, self.device = config, bundle, live, device
+        self.placed: list[tuple[torch.Tensor, torch.device, torch.dtype]] = []
+        self.moved = 0
+
+    def __call__(self, caches: CachesReadyEvent) -> None:
+        parts = parts_to_offload(self.config, self.bundle, self.device, caches)
+        if not parts:
+            return
+        self.placed = [
+            (t, t.device, t.dtype) for t in [*self.live.parameters(), *self.live.buffers()]
+        ]
+        self.moved = relocate_shared(parts, self.live, to_ram)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        log.info("LoRA trainer: moved %d cached-away tensors to RAM while training", self.moved)
+
+    def put_back(self) -> int:
+        """Move the WebUI's tensors back where they were; returns how many moved."""
+        count = 0
+        with torch.no_grad():
+            for tensor, device, dtype in self.placed:
+                if tensor.device != device or tensor.dtype != dtype:
+                    tensor.data = tensor.data.to(device, dtype)
+                    count += 1
+        self.placed = []
+        return count

@@ -22,10 +22,9 @@ from typing import Any
 
 from ..config import validate_output_name
 from ..errors import ConfigError
-from .grid_epochs import epochs_folder
+from .grid_epochs import CARD_KEY, card_epoch_files, epochs_folder
 
 LORA_SUFFIXES = (".safetensors", ".pt", ".ckpt")
-CARD_KEY = "lora trainer"  # our own block inside the card JSON (the Lora page keeps unknown keys)
 SD_VERSIONS = {"sd1": "SD1", "sd2": "SD2", "sdxl": "SDXL"}
 WORK_FOLDER_NAME = "lora-trainer"
 
@@ -100,21 +99,24 @@ def same_name_files(lora_dir: Path, name: str) -> list[Path]:
     return sorted(found)
 
 
-def free_name(lora_dir: Path, name: str) -> str:
-    """`name`, or `name_2`, `name_3`... whichever no LoRA in the Lora folder uses yet."""
-    if not same_name_files(lora_dir, name):
-        return name
-    n = 2
-    while same_name_files(lora_dir, f"{name}_{n}"):
+def free_name(lora_dir: Path, name: str, folder: Path | None = None) -> str:
+    """`name`, or `name_2`, `name_3`... whichever no LoRA, card or preview uses yet."""
+
+    def taken(candidate: str) -> bool:
+        leftovers = [folder / f"{candidate}{ext}" for ext in (".json", ".png")] if folder else []
+        return bool(same_name_files(lora_dir, candidate)) or any(p.exists() for p in leftovers)
+
+    n = 1
+    while taken(name if n == 1 else f"{name}_{n}"):
         n += 1
-    return f"{name}_{n}"
+    return name if n == 1 else f"{name}_{n}"
 
 
 def check_overwrite(plan: OutputPlan, lora_dir: Path, overwrite: bool) -> None:
     """Refuse to replace a LoRA without consent, or to make `<lora:name>` ambiguous."""
     existing = same_name_files(lora_dir, plan.name)
     others = [p for p in existing if p.resolve() != plan.lora_file.resolve()]
-    suggestion = free_name(lora_dir, plan.name)
+    suggestion = free_name(lora_dir, plan.name, plan.folder)
     if others:
         raise ConfigError(
             f"another LoRA named '{plan.name}' exists, so <lora:{plan.name}> would be ambiguous",
@@ -196,6 +198,4 @@ def read_card(lora_file: Path) -> dict[str, Any]:
 
 def epoch_checkpoints(lora_file: Path) -> list[Path]:
     """The epoch checkpoints of a LoRA trained here, oldest first (for comparison grids)."""
-    trainer = read_card(lora_file).get(CARD_KEY) or {}
-    paths = [Path(p) for p in trainer.get("epochs", []) if isinstance(p, str)]
-    return [p for p in paths if p.is_file()]
+    return card_epoch_files(lora_file)  # grid_epochs reads the card: it cannot import this module

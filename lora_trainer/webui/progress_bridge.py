@@ -7,8 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..train.events import MessageEvent, SavedEvent, StepEvent, StopSignal
-from .estimate import format_duration
+from ..train.events import (
+    CachesReadyEvent,
+    MessageEvent,
+    SampleEvent,
+    SavedEvent,
+    StepEvent,
+    StopSignal,
+)
 from .run_status import TRAINING, StatusBoard
 
 log = logging.getLogger(__name__)
@@ -22,13 +28,12 @@ class ProgressBridge:
         board: StatusBoard,
         stop: StopSignal,
         total_steps: int,
-        when_cached: Callable[[], None] | None = None,
+        when_cached: Callable[[CachesReadyEvent], None] | None = None,
     ) -> None:
         from modules import shared
 
         self.board, self.stop, self.state = board, stop, shared.state
-        # called once the caches are filled: the engine's CachesReadyEvent when it emits one,
-        # else the first step (caches are always filled before it)
+        # called once, when the engine says its caches are filled (before the first step)
         self.when_cached = when_cached
         self.saved: list[SavedEvent] = []
         self.last_sample: Path | None = None
@@ -37,25 +42,25 @@ class ProgressBridge:
         self.state.job_no = 0
 
     def __call__(self, event: Any) -> None:
-        if isinstance(event, StepEvent) or type(event).__name__ == "CachesReadyEvent":
-            self._caches_ready()
-        if isinstance(event, StepEvent):
+        if isinstance(event, CachesReadyEvent):
+            self._caches_ready(event)
+        elif isinstance(event, StepEvent):
             self._step(event)
         elif isinstance(event, SavedEvent):
             self.saved.append(event)
             kind = "final LoRA" if event.final else f"checkpoint at epoch {event.epoch}"
             self.message(f"Saved {kind}: {event.path.name}")
-        elif type(event).__name__ == "SampleEvent":
+        elif isinstance(event, SampleEvent):
             self._samples(event)
         elif isinstance(event, MessageEvent):
             prefix = "Warning: " if event.level == "warning" else ""
             self.message(prefix + event.text)
         self.poll_interrupt()  # the loop checks the stop signal right after each event
 
-    def _caches_ready(self) -> None:
+    def _caches_ready(self, event: CachesReadyEvent) -> None:
         callback, self.when_cached = self.when_cached, None
         if callback is not None:
-            callback()
+            callback(event)
 
     def poll_interrupt(self) -> None:
         """The WebUI's Interrupt button: stop after this step and keep what was trained."""
@@ -83,12 +88,13 @@ class ProgressBridge:
             lr=event.lr,
             eta_s=event.eta_s,
             elapsed_s=event.elapsed_s,
+            extras=dict(event.extras),
         )
         self.state.job_count = event.total_steps
         self.state.job_no = event.step
         self.state.textinfo = step_text(event)
 
-    def _samples(self, event: Any) -> None:
+    def _samples(self, event: SampleEvent) -> None:
         items = []
         for path, prompt in zip(event.paths, event.prompts):
             when = f"epoch {event.epoch}" if event.epoch is not None else f"step {event.step}"
@@ -109,9 +115,5 @@ class ProgressBridge:
 
 
 def step_text(event: StepEvent) -> str:
-    """One line for the WebUI's progress bar (it shows textinfo only when it has no newline)."""
-    return (
-        f"Training LoRA: step {event.step}/{event.total_steps}, epoch {event.epoch}/"
-        f"{event.total_epochs}, loss {event.loss:.4f} (avg {event.avg_loss:.4f}), "
-        f"{format_duration(event.eta_s)} left"
-    )
+    """One short line for the WebUI's progress bar, which adds its own percentage and ETA."""
+    return f"LoRA step {event.step}/{event.total_steps}, loss {event.avg_loss:.4f}"

@@ -29,6 +29,7 @@ class RunStatus:
     avg_loss: float | None = None
     lr: float | None = None
     eta_s: float | None = None
+    extras: dict[str, float] = field(default_factory=dict)  # per-step metrics (max-norm numbers)
     elapsed_s: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None

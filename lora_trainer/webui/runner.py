@@ -24,7 +24,7 @@ from .estimate import advice
 from .finish import RunFiles, announce_new_lora, place_outputs, prompt_tag
 from .live_guard import LiveModelGuard, free_memory
 from .live_model import build_live_bundle, check_trainable, describe_loaded_model, loaded_model
-from .offload import offload
+from .offload import CachedPartsOffload
 from .output import CardData
 from .progress_bridge import ProgressBridge
 from .request import PreparedRun, remove_if_empty, run_shape
@@ -100,14 +100,18 @@ class TrainingRunner:
         restore_merged_weights(model)
         guard = LiveModelGuard(model)
         bridge = ProgressBridge(self.board, self.stop, prepared.total_steps)
+        offloaded = None
         try:
             bridge.message(f"Converting {prepared.model.title} for training")
             bundle = build_live_bundle(model)
             config = prepared.with_prompts_in(prepared.output.work_dir)
-            bridge.when_cached = _offloader(config, bundle, model)
+            bridge.when_cached = offloaded = _offloader(config, bundle, model)
             result = run_training(config, bundle=bundle, emit=bridge, stop=self.stop)
             del bundle
         finally:
+            bridge.when_cached = None
+            if offloaded is not None:
+                offloaded.put_back()  # expected moves: put back before the guard looks
             fixes = guard.restore()
             free_memory()
             for fix in fixes:
@@ -184,11 +188,11 @@ class TrainingRunner:
                 shared.state.job_count = 0
 
 
-def _offloader(config, bundle, model):
-    """The Settings option: VAE / text encoder to RAM once their outputs are cached."""
+def _offloader(config: Any, bundle: Any, model: Any) -> CachedPartsOffload | None:
+    """The Settings option: VAE / text encoder to RAM once the engine reports their outputs cached."""
     if not current_settings().offload_cached:
         return None
-    return lambda: offload(config, bundle, model, torch.device(config.device))
+    return CachedPartsOffload(config, bundle, model, torch.device(config.device))
 
 
 def _check_same_model(prepared: PreparedRun) -> None:

@@ -132,7 +132,7 @@ def wire_run(section: tab_run.RunSection, controls: FormControls) -> None:
         inputs=[section.task_id, section.token],
         outputs=[section.status],
         **js("loraTrainerStart"),
-    ).then(tab_run.refresh_view, outputs=view)
+    )  # no refresh here: it would hide a refusal's message; the JS refreshes when the run ends
     # outside gradio's queue: they must answer while the training event holds a queue worker
     section.stop_save.click(
         partial(tab_run.request_stop, True), outputs=[section.status], queue=False

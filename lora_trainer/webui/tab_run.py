@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..train.progress import extras_text
 from .estimate import format_duration
 from .request import PreparedRun, prepare_run
 from .run_status import DONE, FAILED, IDLE, STOPPED, RunStatus
@@ -53,8 +54,8 @@ def build_run_section() -> RunSection:
     status = gr.HTML(status_html(RUNNER.board.snapshot()), elem_id="lora_trainer_status")
     progress = gr.HTML("", elem_id="lora_trainer_progress")
     loss = gr.LinePlot(
-        value=None, x="step", y="loss", color="series", title="Loss",
-        x_title="step", y_title="loss", elem_id="lora_trainer_loss", height=220, width=480,
+        value=None, x="step", y="loss", color="series", title="Loss", label="Loss",
+        x_title="step", y_title="loss", elem_id="lora_trainer_loss", height=220,
     )  # fmt: skip
     gallery = gr.Gallery(label="Samples", elem_id="lora_trainer_gallery", columns=4, height=320)
     with gr.Row():
@@ -199,6 +200,8 @@ def status_html(status: RunStatus) -> str:
             eta = format_duration(status.eta_s or 0)
             text = (f"Training '{status.name}': step {status.step}/{status.total_steps}, epoch "
                     f"{status.epoch}/{status.total_epochs}, loss {status.avg_loss:.4f}, {eta} left.")  # fmt: skip
+            if status.extras:
+                text += f" {extras_text(status.extras).capitalize()}."
         else:
             text = f"'{status.name}': {status.phase}..."
         return message_html(text)
@@ -250,23 +253,62 @@ def _grid_locked() -> tuple[Any, str]:
             "Train a LoRA first; the grid compares its epochs and weights."
         )
     lora_file = Path(result["lora_file"])
+    if not lora_file.is_file():
+        return gr.update(), error_html(f"{lora_file} is gone; train it again to render a grid.")
     try:
         job = grid_job_for_run(lora_file, last_run_sample(lora_file))
         processed = run_grid_job(job)
     except GridError as exc:
-        return gr.update(), error_html(str(exc))
+        return gr.update(), error_html(exc.message)
     images = list(getattr(processed, "images", []) or [])
-    return gr.update(value=images or None), message_html(f"Rendered a grid of {lora_file.stem}.")
+    return gr.update(value=images or None), message_html(grid_message(lora_file.stem, processed))
+
+
+def grid_message(name: str, processed: Any) -> str:
+    """One line under the grid: what was rendered, then the grid's notes (ancestral sampler...)."""
+    grids = int(getattr(processed, "index_of_first_image", 0) or 0)
+    cells = len(processed.images) - grids
+    if not processed.images:
+        text = f"No grid of {name}: it was stopped before the first image."
+    else:
+        plural = "s" if grids > 1 else ""
+        text = f"Grid{plural} of {name}: {cells} images, seed {processed.seed}."
+    notes = [line.strip() for line in str(processed.comments or "").splitlines() if line.strip()]
+    return " ".join([text, *notes])
 
 
 def last_run_sample(lora_file: Path) -> dict[str, Any]:
-    """The run's first sample prompt with kohya's keys, its sampler and seed (from the card)."""
+    """The run's first sample prompt with kohya's keys, its sampler and seed (from the card).
+
+    A run without sample prompts gets its activation text at the training size.
+    """
     from ..train.sample_prompts import line_to_prompt_dict
     from .output import CARD_KEY, read_card
 
-    trainer = read_card(lora_file).get(CARD_KEY) or {}
-    lines = [x for x in str(trainer.get("sample prompt") or "").splitlines() if x.strip()]
-    sample = line_to_prompt_dict(lines[0]) if lines else {}
+    card = read_card(lora_file)
+    trainer = card.get(CARD_KEY) or {}
+    # kohya's prompt file rules: blank lines and lines starting with '#' are skipped
+    text = str(trainer.get("sample prompt") or "")
+    lines = [x.strip() for x in text.splitlines() if x.strip() and not x.startswith("#")]
+    if lines:
+        sample = line_to_prompt_dict(lines[0])
+    else:
+        sample = {"prompt": str(card.get("activation text") or ""), **_training_size(lora_file)}
     sample.setdefault("sample_sampler", trainer.get("sampler"))
     sample.setdefault("seed", trainer.get("seed"))
     return sample
+
+
+def _training_size(lora_file: Path) -> dict[str, int]:
+    """{"width", "height"} from the file's ss_resolution ("(512, 512)"), {} when unreadable."""
+    import re
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(lora_file), "pt") as f:
+            resolution = (f.metadata() or {}).get("ss_resolution", "")
+    except Exception:  # a .pt/.ckpt file or a broken header: kohya's default size then
+        return {}
+    numbers = [int(n) for n in re.findall(r"\d+", resolution)]
+    return {"width": numbers[0], "height": numbers[1]} if len(numbers) == 2 else {}

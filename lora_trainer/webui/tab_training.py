@@ -108,6 +108,8 @@ def make_component(spec: Field, value: Any) -> Any:
     shown = form.option_to_value(spec, value)
     if spec.kind == form.BOOL:
         return gr.Checkbox(value=bool(value), **common)
+    if form.typed_as_text(spec):
+        return gr.Textbox(value=shown, placeholder="empty: not set", **common)
     if spec.kind in (form.INT, form.FLOAT):
         return gr.Number(value=shown, precision=0 if spec.kind == form.INT else None, **common)
     if spec.kind == form.CHOICE:

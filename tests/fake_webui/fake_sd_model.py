@@ -59,7 +59,8 @@ def build_live_tiny_sd1(fixtures: Path, checkpoint: Path | None = None) -> nn.Mo
         owner_path, _, name = key.rpartition(".")
         owner = _module_at(root, owner_path)
         if meta["kind"] == "param":
-            frozen = key.startswith("cond_stage_model.")  # FrozenCLIPEmbedder.freeze()
+            # FrozenCLIPEmbedder.freeze() and ldm's instantiate_first_stage freeze these
+            frozen = key.startswith(("cond_stage_model.", "first_stage_model."))
             owner.register_parameter(name, nn.Parameter(tensor, requires_grad=not frozen))
         else:
             owner.register_buffer(name, tensor)
@@ -105,3 +106,14 @@ def state_fingerprint(model: nn.Module) -> str:
             tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
         )
     return digest.hexdigest()
+
+
+def live_record(model: nn.Module) -> tuple[str, int, list[str]]:
+    """What training must not change: state-dict bytes/devices/dtypes, hook count, module types."""
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    types = [type(m).__name__ for m in model.modules()]
+    return state_fingerprint(model), hooks, types
+
+
+def has_peft_layers(model: nn.Module) -> bool:
+    return any("peft" in type(m).__module__ or hasattr(m, "lora_A") for m in model.modules())

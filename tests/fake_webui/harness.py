@@ -17,7 +17,7 @@ import pytest
 FAKE_WEBUI = Path(__file__).resolve().parent
 LORA_EXTENSION = FAKE_WEBUI / "extensions-builtin" / "Lora"
 FIXTURES = FAKE_WEBUI.parents[2] / "shared" / "fixtures"
-_FRESH = ("modules", "networks", "network", "lora", "lora_trainer.webui")
+_FRESH = ("modules", "networks", "network", "lora", "extra_networks_lora", "lora_trainer.webui")
 
 
 @dataclass

@@ -7,6 +7,12 @@ Real:
   do_not_save_grid, extra_generation_params, override_settings, ...), `comment(text)`,
   `setup_prompts()`, `save_samples()`, `close()`; `StableDiffusionProcessingTxt2Img` adds
   hires fix fields (enable_hr, hr_scale, hr_resize_x/y, hr_prompt, ...);
+- the prompt-conditioning cache: class attributes `cached_c` / `cached_uc` (and
+  `cached_hr_c` / `cached_hr_uc` on Txt2Img), each a [params, conds] list that every new
+  processing object takes by reference in `__post_init__`; `setup_conds()` (called per
+  batch after the extra networks are activated) goes through `get_conds_with_caching`,
+  keyed by `cached_params()`; `close()` replaces the class lists only when
+  opts.persistent_cond_cache is off (it is on by default);
   `StableDiffusionProcessingImg2Img` adds init_images, denoising_strength, mask fields;
 - `Processed(p, images_list, seed=-1, info="", subseed=None, all_prompts=None,
   all_negative_prompts=None, all_seeds=None, all_subseeds=None, index_of_first_image=0,
@@ -25,7 +31,8 @@ Real:
   `p.save_samples()`, and makes a grid only when there is more than one image (or
   opts.grid_only_if_multiple is off) and p.do_not_save_grid is not set.
 
-Left out: the models. "Sampling" draws a flat-coloured image whose colour is a hash of
+Left out: the models. The text encoder is `learned_conditioning`, which records each run
+in `cond_calls` (a cache hit records nothing). "Sampling" draws a flat-coloured image whose colour is a hash of
 what decides a real image (the prompt text without its tags, the extra-network tags, the
 negative prompt, sampler, schedule type, steps, CFG, seed, size, and img2img's input), so
 equal settings give equal images and any difference gives another image. Test seams:
@@ -43,7 +50,7 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -51,6 +58,7 @@ from modules import extra_networks, images, infotext_utils, sd_samplers, shared
 from modules.shared import opts, state
 
 calls: list[dict[str, Any]] = []
+cond_calls: list[tuple] = []  # the prompts each text-encoder run encoded (cache misses)
 on_sample: Callable[[StableDiffusionProcessing], None] | None = None
 
 
@@ -106,11 +114,19 @@ class StableDiffusionProcessing:
     script_args_value: list = field(default=None, init=False)
     scripts_setup_complete: bool = field(default=False, init=False)
 
+    # class attributes, not fields: the conditioning cache every processing object shares
+    cached_uc: ClassVar[list] = [None, None]
+    cached_c: ClassVar[list] = [None, None]
+
     comments: dict = None
     sampler: Any = field(default=None, init=False)
     is_using_inpainting_conditioning: bool = field(default=False, init=False)
     paste_to: tuple | None = field(default=None, init=False)
     is_hr_pass: bool = field(default=False, init=False)
+
+    c: tuple = field(default=None, init=False)
+    uc: tuple = field(default=None, init=False)
+
     color_corrections: list = field(default=None, init=False)
 
     all_prompts: list = field(default=None, init=False)
@@ -156,6 +172,9 @@ class StableDiffusionProcessing:
             self.seed_resize_from_h = 0
             self.seed_resize_from_w = 0
 
+        self.cached_uc = StableDiffusionProcessing.cached_uc
+        self.cached_c = StableDiffusionProcessing.cached_c
+
     @property
     def sd_model(self):  # noqa: F811 - the real class shadows its field with this property too
         return shared.sd_model
@@ -197,6 +216,11 @@ class StableDiffusionProcessing:
 
     def close(self):
         self.sampler = None
+        self.c = None
+        self.uc = None
+        if not opts.persistent_cond_cache:
+            StableDiffusionProcessing.cached_c = [None, None]
+            StableDiffusionProcessing.cached_uc = [None, None]
 
     def get_token_merging_ratio(self, for_hr=False):
         if for_hr:
@@ -228,6 +252,62 @@ class StableDiffusionProcessing:
 
         self.main_prompt = self.all_prompts[0]
         self.main_negative_prompt = self.all_negative_prompts[0]
+
+    def cached_params(
+        self,
+        required_prompts,
+        steps,
+        extra_network_data,
+        hires_steps=None,
+        use_old_scheduling=False,
+    ):
+        """Returns parameters that invalidate the cond cache if changed"""
+        return (
+            required_prompts,
+            steps,
+            hires_steps,
+            use_old_scheduling,
+            opts.CLIP_stop_at_last_layers,
+            shared.sd_model.sd_checkpoint_info,
+            extra_network_data,
+            opts.sdxl_crop_left,
+            opts.sdxl_crop_top,
+            self.width,
+            self.height,
+            opts.fp8_storage,
+            opts.cache_fp16_weight,
+            opts.emphasis,
+        )
+
+    def get_conds_with_caching(
+        self, function, required_prompts, steps, caches, extra_network_data, hires_steps=None
+    ):
+        """function(shared.sd_model, required_prompts, steps, ...) through the first matching
+        cache of `caches` ([params, result] lists); a miss fills caches[0] in place."""
+        cached_params = self.cached_params(
+            required_prompts, steps, extra_network_data, hires_steps, opts.use_old_scheduling
+        )
+        for cache in caches:
+            if cache[0] is not None and cached_params == cache[0]:
+                return cache[1]
+        cache = caches[0]
+        cache[1] = function(
+            shared.sd_model, required_prompts, steps, hires_steps, opts.use_old_scheduling
+        )
+        cache[0] = cached_params
+        return cache[1]
+
+    def setup_conds(self):
+        # real: prompt_parser.SdConditioning lists and the sampler's total steps
+        prompts, negative_prompts = list(self.prompts), list(self.negative_prompts)
+        self.firstpass_steps = self.steps
+        self.uc = self.get_conds_with_caching(
+            learned_conditioning, negative_prompts, self.steps, [self.cached_uc],
+            self.extra_network_data,
+        )  # fmt: skip
+        self.c = self.get_conds_with_caching(
+            learned_conditioning, prompts, self.steps, [self.cached_c], self.extra_network_data
+        )
 
     def parse_extra_network_prompts(self):
         self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
@@ -284,11 +364,45 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     hr_negative_prompt: str = ""
     force_task_id: str = None
 
+    cached_hr_uc: ClassVar[list] = [None, None]
+    cached_hr_c: ClassVar[list] = [None, None]
+
+    hr_c: tuple | None = field(default=None, init=False)
+    hr_uc: tuple | None = field(default=None, init=False)
     all_hr_prompts: list = field(default=None, init=False)
     all_hr_negative_prompts: list = field(default=None, init=False)
     hr_prompts: list = field(default=None, init=False)
     hr_negative_prompts: list = field(default=None, init=False)
     hr_extra_network_data: list = field(default=None, init=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.cached_hr_uc = StableDiffusionProcessingTxt2Img.cached_hr_uc
+        self.cached_hr_c = StableDiffusionProcessingTxt2Img.cached_hr_c
+
+    def close(self):
+        super().close()
+        self.hr_c = None
+        self.hr_uc = None
+        if not opts.persistent_cond_cache:
+            StableDiffusionProcessingTxt2Img.cached_hr_uc = [None, None]
+            StableDiffusionProcessingTxt2Img.cached_hr_c = [None, None]
+
+    def setup_conds(self):
+        super().setup_conds()
+        self.hr_uc = None
+        self.hr_c = None
+        if self.enable_hr:  # real: calculate_hr_conds(), the first pass's caches as fallback
+            steps = self.hr_second_pass_steps or self.steps
+            self.hr_uc = self.get_conds_with_caching(
+                learned_conditioning, list(self.hr_negative_prompts or self.negative_prompts),
+                self.firstpass_steps, [self.cached_hr_uc, self.cached_uc],
+                self.hr_extra_network_data, steps,
+            )  # fmt: skip
+            self.hr_c = self.get_conds_with_caching(
+                learned_conditioning, list(self.hr_prompts), self.firstpass_steps,
+                [self.cached_hr_c, self.cached_c], self.hr_extra_network_data, steps,
+            )  # fmt: skip
 
     def setup_prompts(self):
         super().setup_prompts()
@@ -731,6 +845,8 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         if not p.disable_extra_networks:
             extra_networks.activate(p, p.extra_network_data)
 
+        p.setup_conds()
+
         if p.n_iter > 1:
             shared.state.job = f"Batch {n + 1} out of {p.n_iter}"
 
@@ -825,6 +941,12 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
         p.scripts.postprocess(p, res)
 
     return res
+
+
+def learned_conditioning(sd_model, prompts, steps, hires_steps=None, use_old_scheduling=False):
+    """Stands in for prompt_parser.get_learned_conditioning: records the text-encoder run."""
+    cond_calls.append(tuple(prompts))
+    return ("cond", tuple(prompts), steps)
 
 
 def _sample(p: StableDiffusionProcessing) -> list[Image.Image]:

@@ -49,6 +49,13 @@ options_templates: dict = {
     "live_previews_enable": OptionInfo(True, "Show live previews of the created image"),
     "show_progress_every_n_steps": OptionInfo(10, "Live preview display period"),
     "persistent_cond_cache": OptionInfo(True, "Persistent cond cache"),
+    # read by processing.StableDiffusionProcessing.cached_params (the cond cache's key)
+    "use_old_scheduling": OptionInfo(False, "Use old prompt editing timelines."),
+    "emphasis": OptionInfo("Original", "Emphasis mode"),
+    "sdxl_crop_top": OptionInfo(0, "crop top coordinate"),
+    "sdxl_crop_left": OptionInfo(0, "crop left coordinate"),
+    "fp8_storage": OptionInfo("Disable", "FP8 weight"),
+    "cache_fp16_weight": OptionInfo(False, "Cache FP16 weight for LoRA"),
     "extra_networks_default_multiplier": OptionInfo(1.0, "Default weight for extra networks"),
     # extensions-builtin/Lora/scripts/lora_script.py
     "lora_functional": OptionInfo(False, "Lora/Networks: use old method"),

@@ -2,7 +2,9 @@
 
 Real: `SdVersion` (Unknown, SD1, SD2, SDXL); `NetworkOnDisk(name, filename)` reads the
 safetensors metadata, `alias` = ss_output_name (else the name), `hash` from
-sshs_model_hash, `sd_version` from ss_base_model_version / ss_v2; `Network(name,
+sshs_model_hash (`read_hash()` computes it when missing, as modules/hashes.py sha256 does:
+kohya's "addnet" hash of the tensor bytes for .safetensors, the file's sha256 otherwise; no
+cache here), `sd_version` from ss_base_model_version / ss_v2; `Network(name,
 network_on_disk)` holds `modules` {network layer name: module} and the te/unet
 multipliers; `NetworkWeights(network_key, sd_key, w, sd_module)`; `NetworkModule`
 with `multiplier()` (te_multiplier when 'transformer' is in the first 20 characters of
@@ -13,6 +15,7 @@ the layer name), `calc_scale()` (alpha / dim) and `finalize_updown`. Only plain 
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from collections import namedtuple
 
@@ -61,6 +64,10 @@ class NetworkOnDisk:
             import networks
 
             networks.available_network_hash_lookup[self.shorthash] = self
+
+    def read_hash(self):
+        if not self.hash:
+            self.set_hash(_file_sha256(self.filename, addnet=self.is_safetensors))
 
     def get_alias(self):
         import networks
@@ -113,3 +120,14 @@ class NetworkModuleLora:
         updown = up.reshape(up.shape[0], -1) @ down.reshape(down.shape[0], -1)
         updown = updown.reshape(orig_weight.shape)
         return updown * self.calc_scale() * self.multiplier(), None
+
+
+def _file_sha256(filename, *, addnet):
+    # modules/hashes.py: addnet_hash_safetensors skips the 8-byte length and the JSON header
+    digest = hashlib.sha256()
+    with open(filename, "rb") as f:
+        if addnet:
+            f.seek(8 + int.from_bytes(f.read(8), "little"))
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -13,7 +13,18 @@ on sys.path while it loads its scripts). What is imitated:
   module of cond_stage_model.wrapped (SD1/SD2) or each conditioner embedder's wrapped
   (SDXL, prefixed "<i>_") and of sd_model.model;
 - `convert_diffusers_name_to_compvis` (the UNet block and text-encoder rules) and
-  `load_network` / `load_networks(names, te_multipliers, unet_multipliers)`;
+  `load_network`;
+- `load_networks(names, te_multipliers, unet_multipliers, dyn_dims)` with the real name
+  lookup: a name is looked up in `available_network_aliases` (file names and aliases),
+  except a name whose lower case is in `forbidden_network_aliases` (an alias that several
+  files share, plus "none"), which is looked up in `available_networks` (file names) only;
+  names not found are rescanned by file name (`update_available_networks_by_names`), then
+  the whole folder is listed again if any is still missing; networks already loaded are
+  reused, others come from `networks_in_memory` unless the file is newer; a name still not
+  found is left out and logged (the real one also adds "Lora not found: ..." to the
+  hijack's comments: there is no sd_hijack here); the cache is then trimmed to
+  opts.lora_in_memory_limit (`purge_networks_from_memory`); bundled embeddings are not
+  imitated;
 - `network_apply_weights(module)`: what the patched Linear/Conv2d forward does before
   running: back the weights up to the CPU (`network_weights_backup`,
   `network_bias_backup`), restore them, then add each loaded network's up@down IN PLACE,
@@ -24,12 +35,13 @@ on sys.path while it loads its scripts). What is imitated:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
 import network
 import torch
-from modules import devices, shared
+from modules import devices, errors, shared
 from safetensors.torch import load_file
 
 re_digits = re.compile(r"\d+")
@@ -122,23 +134,63 @@ def load_network(name, network_on_disk):
     return net
 
 
+def _lookup(name):
+    # the real rule: a forbidden alias only works as a file name
+    if name.lower() in forbidden_network_aliases:
+        return available_networks.get(name)
+    return available_network_aliases.get(name)
+
+
+def purge_networks_from_memory():
+    while (
+        len(networks_in_memory) > shared.opts.lora_in_memory_limit and len(networks_in_memory) > 0
+    ):
+        networks_in_memory.pop(next(iter(networks_in_memory)), None)
+    devices.torch_gc()
+
+
 def load_networks(names, te_multipliers=None, unet_multipliers=None, dyn_dims=None):
+    already_loaded = {net.name: net for net in loaded_networks if net.name in names}
     loaded_networks.clear()
-    if any(available_network_aliases.get(name) is None for name in names):
+
+    unavailable = [name for name in names if _lookup(name) is None]
+    if unavailable:
+        update_available_networks_by_names(unavailable)
+
+    networks_on_disk = [_lookup(name) for name in names]
+    if any(x is None for x in networks_on_disk):
         list_available_networks()
-    for i, name in enumerate(names):
-        on_disk = available_network_aliases.get(name)
-        if on_disk is None:
+        networks_on_disk = [_lookup(name) for name in names]
+
+    failed_to_load_networks = []
+    for i, (network_on_disk, name) in enumerate(zip(networks_on_disk, names)):
+        net = already_loaded.get(name)
+        if network_on_disk is not None:
+            if net is None:
+                net = networks_in_memory.get(name)
+            if net is None or os.path.getmtime(network_on_disk.filename) > net.mtime:
+                try:
+                    net = load_network(name, network_on_disk)
+                    networks_in_memory.pop(name, None)
+                    networks_in_memory[name] = net
+                except Exception as e:
+                    errors.display(e, f"loading network {network_on_disk.filename}")
+                    continue
+            net.mentioned_name = name
+            network_on_disk.read_hash()
+        if net is None:
+            failed_to_load_networks.append(name)
+            logging.info(f"Couldn't find network with name {name}")
             continue
-        net = networks_in_memory.get(name)
-        if net is None or os.path.getmtime(on_disk.filename) > net.mtime:
-            net = load_network(name, on_disk)
-            networks_in_memory[name] = net
-        net.mentioned_name = name
         net.te_multiplier = te_multipliers[i] if te_multipliers else 1.0
         net.unet_multiplier = unet_multipliers[i] if unet_multipliers else 1.0
         net.dyn_dim = dyn_dims[i] if dyn_dims else 1.0
         loaded_networks.append(net)
+
+    if failed_to_load_networks:
+        not_found_messages.append(f"Lora not found: {', '.join(failed_to_load_networks)}")
+
+    purge_networks_from_memory()
 
 
 def store_weights_backup(weight):
@@ -217,12 +269,20 @@ def process_network_files(names=None):
         name = os.path.splitext(os.path.basename(filename))[0]
         if names and name not in names:
             continue
-        entry = network.NetworkOnDisk(name, filename)
+        try:
+            entry = network.NetworkOnDisk(name, filename)
+        except OSError:
+            errors.report(f"Failed to load network {name} from {filename}", exc_info=True)
+            continue
         available_networks[name] = entry
         if entry.alias in available_network_aliases:
             forbidden_network_aliases[entry.alias.lower()] = 1
         available_network_aliases[name] = entry
         available_network_aliases[entry.alias] = entry
+
+
+def update_available_networks_by_names(names):
+    process_network_files(names)
 
 
 def list_available_networks():
@@ -245,5 +305,6 @@ loaded_bundle_embeddings = {}
 networks_in_memory = {}
 available_network_hash_lookup = {}
 forbidden_network_aliases = {}
+not_found_messages = []  # test seam: what the real one appends to model_hijack.comments
 
 list_available_networks()
