@@ -287,3 +287,12 @@ def test_command_line_takes_kohyas_key_value_lists():
         "eps=1e-6",
         "betas=(0.9, 0.99)",
     ]
+
+
+def test_adafactor_relative_step_warns_that_block_lr_weights_do_nothing():
+    from lora_trainer.train.optimizers import plan_optimizer
+
+    base = {"optimizer_type": "Adafactor", "learning_rate": 1e-4}
+    assert not any("lr_weight" in w for w in plan_optimizer(config_from_dict(base)).warnings)
+    config = config_from_dict({**base, "network_args": ["down_lr_weight=sine"]})
+    assert any("ignores the blocks' *_lr_weight" in w for w in plan_optimizer(config).warnings)

@@ -194,6 +194,8 @@ def _plan_adafactor(config: TrainConfig, plan: OptimizerPlan) -> None:
     plan.scheduler_override = f"adafactor:{config.learning_rate}"
     if config.unet_lr is not None or config.text_encoder_lr is not None:
         plan.warnings.append("Adafactor with relative_step ignores unet_lr and text_encoder_lr")
+    if any("_lr_weight=" in arg for arg in config.network_args or []):
+        plan.warnings.append("Adafactor with relative_step ignores the blocks' *_lr_weight")
     if config.lr_scheduler not in ("constant", "adafactor"):
         plan.warnings.append(
             f"Adafactor with relative_step uses its own schedule, not lr_scheduler {config.lr_scheduler}"
