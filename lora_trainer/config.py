@@ -211,9 +211,13 @@ def parse_resolution(value: str | int | tuple[int, int] | list[int]) -> tuple[in
 
 
 def suggest_option(name: str) -> str:
-    """' Did you mean ...?' for an unknown option name, or ''."""
+    """'did you mean ...?' for an unknown option name, or where the option list is."""
     close = difflib.get_close_matches(name, OPTION_NAMES, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else "see 'python -m lora_trainer train --help'"
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return (
+        "use kohya's option names, as README.md lists them ('python -m lora_trainer train --help')"
+    )
 
 
 def config_from_dict(values: dict[str, Any], source: str = "options") -> TrainConfig:

@@ -701,3 +701,82 @@ def test_skipping_a_shared_image_skips_every_cell_that_shares_it(webui):
     assert prompts.count("a photo of a toy") == 1 and len(prompts) == 4  # generated once
     assert webui.state.job_count == 4 and webui.state.job_no == 4
     assert len(res.images) == 1 + 3 and "3 cells were skipped." in res.comments
+
+
+def test_xyz_cells_without_the_lora_do_not_report_its_hash(webui):
+    # Seen in a real A1111 v1.10.1: X/Y/Z plot cells are shallow copies of p that share
+    # extra_generation_params, so a weight-0 cell after a LoRA cell kept "Lora hashes".
+    import extra_networks_lora
+    from harness import live_tiny_model
+
+    webui.shared.sd_model = live_tiny_model()  # the Lora files really load into it
+    extra_networks_lora.register()  # the <lora:...> handler that writes "Lora hashes"
+    webui.add_lora("mine.safetensors")
+    webui.networks.list_available_networks()
+    load_scripts(webui)
+    from modules import script_callbacks
+
+    script_callbacks.before_ui_callback()
+    xyz_data = next(
+        d for d in webui.scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"
+    )
+    plot = xyz_data.script_class()
+    plot.current_axis_options = xyz_data.module.axis_options
+    x = [o.label for o in xyz_data.module.axis_options].index("[LoRA] weight")
+    p = webui.make_p(prompt="a toy <lora:mine:1>")
+    res = plot.run(p, x, "1, 0, 0.5", [], 0, "", [], 0, "", [], True)
+    cells = res.infotexts[1:]
+    with_lora = [("<lora:mine" in t, "Lora hashes" in t) for t in cells]
+    assert with_lora == [(True, True), (False, False), (True, True)]
+    assert "Lora hashes" not in p.extra_generation_params  # the user's p is left as it was
+
+
+def test_grid_job_keeps_its_settings_with_the_webuis_builtin_scripts(webui):
+    # Seen in a real A1111 v1.10.1: "Render comparison grid" rendered with the txt2img
+    # tab's default steps, sampler and seed, because the sampler and seed controls are
+    # always-on scripts whose setup() copies the UI's values into p (unless p.is_api).
+    pytest.importorskip(
+        "gradio", reason="the A1111 profile has gradio 3.41; Forge's profile has none"
+    )
+    import gradio as gr
+
+    from lora_trainer.webui.grid import grid_job_for_run, run_grid_job
+
+    builtin = FAKE_WEBUI / "modules" / "processing_scripts"
+    webui.scripts.load_scripts(
+        [(str(FAKE_WEBUI), str(builtin / n)) for n in ("sampler.py", "seed.py")]
+    )
+    runner = webui.scripts.scripts_txt2img
+    runner.initialize_scripts(False)
+    with gr.Blocks():  # the txt2img tab's layout: the sections first, then the Script dropdown
+        runner.setup_ui_for_section("sampler")
+        runner.setup_ui_for_section("seed")
+        runner.setup_ui()
+    webui.shared.opts.outdir_txt2img_grids = str(webui.tmp / "grids")
+    webui.shared.opts.outdir_txt2img_samples = str(webui.tmp / "samples")
+    lora = webui.add_lora("mine.safetensors")
+    sample = {"prompt": "sks toy", "seed": 7, "sample_steps": 3, "scale": 5.0, "width": 64,
+              "height": 64, "sample_sampler": "euler_a"}  # fmt: skip
+    run_grid_job(grid_job_for_run(lora, sample, weights="0, 1"))
+    calls = webui.processing.calls
+    assert len(calls) == 2
+    assert {(c["seed"], c["steps"], c["sampler_name"], c["cfg_scale"]) for c in calls} == {
+        (7, 3, "Euler a", 5.0)
+    }
+
+
+def test_a_stopped_epoch_grid_does_not_claim_every_image_was_generated(webui):
+    # Seen in a real A1111 v1.10.1: a grid stopped by a failed image said "so 9 images
+    # were generated for 10 cells. Stopped: 2 of 10 cells are done."
+    webui.add_lora("mine.safetensors", epoch=2)
+    webui.add_lora("mine_epochs/mine-000001.safetensors", output_name="mine", epoch=1)
+    webui.networks.list_available_networks()
+
+    def press_interrupt(p):
+        if len(webui.processing.calls) == 2:
+            webui.state.interrupt()
+
+    webui.processing.on_sample = press_interrupt
+    res = run_grid(webui, webui.make_p(), weights="0, 1", y_type="Epoch", y_values="")
+    assert "Stopped: 2 of 4 cells are done." in res.comments  # weight 0 is one image
+    assert "were generated" not in res.comments

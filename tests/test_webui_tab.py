@@ -82,8 +82,8 @@ def test_tab_and_settings_register_and_build(env):
                    "lora_trainer_loss", "lora_trainer_progress", "lora_trainer_send", "lora_trainer_advanced"):  # fmt: skip
         assert needed in ids
     assert len(blocks.dependencies) >= 17
-    for dep in blocks.dependencies:
-        assert dep["targets"] and (dep["backend_fn"] or dep["js"])
+    for dep in blocks.dependencies:  # page-load events have no target
+        assert (dep["targets"] or dep["trigger"] == "load") and (dep["backend_fn"] or dep["js"])
     by_target = {
         blocks.blocks[t[0] if isinstance(t, tuple) else t].elem_id
         for d in blocks.dependencies
@@ -283,3 +283,71 @@ def test_default_preset_from_settings_fills_the_form(env):
     env.shared.opts.data[settings.DEFAULT_PRESET] = "deleted meanwhile"
     _, controls = build_blocks()  # a missing preset leaves the defaults
     assert controls.component("network_dim").value == 16
+
+
+def _model_load_event(blocks):
+    """(fn index, dependency) of the page-load event that shows the loaded checkpoint."""
+    (found,) = [
+        (i, d)
+        for i, d in enumerate(blocks.dependencies)
+        if d["trigger"] == "load"
+        and "lora_trainer_checkpoint" in [blocks.blocks[o].elem_id for o in d["outputs"]]
+    ]
+    return found
+
+
+def test_page_load_shows_the_model_the_webui_loaded_after_building_the_ui(env, monkeypatch):
+    # Seen in a real A1111 v1.10.1: it builds the tabs, then loads the model in a thread, so
+    # the tab said "No checkpoint loaded" next to a loaded checkpoint until Refresh.
+    from lora_trainer.webui.tab import build_blocks
+
+    model = env.shared.sd_model
+    env.shared.sd_model = None
+    blocks, controls = build_blocks()
+    assert controls.component("resolution").value == "512"
+    env.shared.sd_model = model
+    monkeypatch.setattr(model, "is_sdxl", True, raising=False)  # defaults that differ from SD1's
+    index, dep = _model_load_event(blocks)
+    names = [blocks.blocks[i].elem_id.removeprefix("lora_trainer_") for i in dep["outputs"]]
+    shown = {blocks.blocks[i].elem_id: blocks.blocks[i].value for i in dep["inputs"]}
+    shown["lora_trainer_mixed_precision"] = "bf16"  # the user's ui-config.json chose this
+    out = dict(zip(names, blocks.fns[index].fn(*shown.values())))
+    assert out["checkpoint"]["value"] == "tiny-sd1.safetensors [4c9fedc4b7]"
+    assert out["arch"]["value"].startswith("SDXL")
+    assert out["resolution"]["value"] == "1024" and out["gradient_checkpointing"]["value"] is True
+    assert "value" not in out["mixed_precision"]  # kept
+
+
+def test_page_load_keeps_what_the_default_preset_set(env, monkeypatch):
+    from lora_trainer.presets import Preset
+    from lora_trainer.webui import settings
+    from lora_trainer.webui.presets_store import store
+    from lora_trainer.webui.tab import build_blocks
+
+    store().save(Preset("small", {"resolution": "512"}, {}))
+    env.shared.opts.add_option(settings.DEFAULT_PRESET, env.shared.OptionInfo("small", ""))
+    blocks, _ = build_blocks()
+    monkeypatch.setattr(env.shared.sd_model, "is_sdxl", True, raising=False)
+    index, dep = _model_load_event(blocks)
+    names = [blocks.blocks[i].elem_id.removeprefix("lora_trainer_") for i in dep["outputs"]]
+    out = dict(zip(names, blocks.fns[index].fn(*(blocks.blocks[i].value for i in dep["inputs"]))))
+    assert "value" not in out["resolution"] and out["max_bucket_reso"]["value"] == 2048
+
+
+def test_page_load_shows_the_current_run(env):
+    # Seen in a real A1111 v1.10.1: the JS's Refresh click at onUiLoaded comes before gradio
+    # listens, so a page opened after (or during) a run showed "Ready" and no grid button.
+    from lora_trainer.webui import tab_run
+    from lora_trainer.webui.tab import build_blocks
+
+    blocks, _ = build_blocks()
+    loads = [(i, d) for i, d in enumerate(blocks.dependencies) if d["trigger"] == "load"]
+    runs = [(i, d) for i, d in loads if blocks.fns[i].fn is tab_run.refresh_view]
+    assert len(runs) == 1
+    index, dep = runs[0]
+    assert [blocks.blocks[i].elem_id for i in dep["outputs"]] == [
+        "lora_trainer_loss", "lora_trainer_gallery", "lora_trainer_log", "lora_trainer_status",
+        "lora_trainer_prompt", "lora_trainer_train", "lora_trainer_stop_save",
+        "lora_trainer_stop", "lora_trainer_grid",
+    ]  # fmt: skip
+    assert not dep["inputs"] and len(blocks.fns[index].fn()) == len(dep["outputs"])

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic_file import write_atomic
 from ..errors import DatasetError
 from .image_dataset import ImageCaptionDataset, TrainItem
 
@@ -257,13 +256,4 @@ def _write_entry(
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     # written beside the target and renamed over it: a crash never leaves a half file
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))

@@ -11,10 +11,10 @@ import hashlib
 import os
 import shlex
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..atomic_file import create_beside
 from ..errors import DatasetError
 from .folders import is_image_file
 from .steps import StepEstimate, estimate_steps, suggest_repeats
@@ -278,7 +278,7 @@ def _source_caption(image: Path, preferred: str) -> Path | None:
 
 def _atomic_copy(source: Path, dest: Path) -> None:
     # copied under a temporary name and renamed: an interrupted copy never looks like an image
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = create_beside(dest)  # a plain file's mode, not mkstemp's 0600
     os.close(fd)
     try:
         shutil.copy2(source, tmp)
@@ -289,7 +289,7 @@ def _atomic_copy(source: Path, dest: Path) -> None:
 
 
 def _atomic_write(dest: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    fd, tmp = create_beside(dest)  # a plain file's mode, not mkstemp's 0600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import safetensors.torch
 import torch
 from safetensors import safe_open
 
+from ..atomic_file import write_atomic
 from ..errors import ConfigError, LoraFileError
 from .hashes import precalculate_hashes
 
@@ -143,29 +142,14 @@ def save_kohya_lora(
     data = safetensors.torch.save(tensors, full)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, data)
+        # readers (the WebUI's Lora list) never see a half-written file
+        write_atomic(path, lambda f: f.write(data))
     except OSError as exc:
         raise LoraFileError(
             f"cannot write the LoRA file: {exc.strerror or exc}",
             where=str(path),
             fix="check that the folder is writable and the disk is not full",
         ) from None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    # A temp file in the same folder makes os.replace atomic: readers (the WebUI's Lora
-    # list) never see a half-written file, and a crash leaves the old file intact.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _check_inputs(tensors: dict[str, torch.Tensor], metadata: dict[str, str], where: str) -> None:

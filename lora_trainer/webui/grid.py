@@ -164,7 +164,11 @@ def run_grid_job(job: GridJob) -> Any:
     runner = scripts.scripts_txt2img
     if runner is not None and runner.inputs:
         # like a txt2img click: the always-on scripts run with their default values, and
-        # processing keeps the <lora:...> tags in the saved infotext
+        # processing keeps the <lora:...> tags in the saved infotext. As for an API call,
+        # p.is_api skips the setup() of the WebUI's sampler and seed controls (always-on
+        # scripts, modules/processing_scripts/) that would copy the txt2img tab's values
+        # over the job's steps, sampler and seed.
+        p.is_api = True
         p.scripts = runner
         p.script_args = [0, *(getattr(c, "value", None) for c in runner.inputs[1:])]
     try:

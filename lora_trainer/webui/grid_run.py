@@ -174,7 +174,7 @@ class GridRender:
         plan, p = self.plan, self.p
         finished = sum(isinstance(o, CellResult) for o in outcomes)
         skipped = outcomes.count(SKIPPED)
-        if plan.renders < plan.count:
+        if plan.renders < plan.count and not self.stopped:  # else not all were generated
             p.comment(
                 f"{plan.count - plan.renders} cells repeat another cell's image (weight 0 has "
                 f"no LoRA), so {plan.renders} images were generated for {plan.count} cells."

@@ -131,6 +131,13 @@ def _apply(p: Any, **values: Any) -> None:
     )
     state.update(values)
     setattr(p, _STATE, state)
+    # The cells' shallow copies of p share one extra_generation_params, where the Lora
+    # extension leaves the last LoRA cell's "Lora hashes" (extensions-builtin/Lora/
+    # extra_networks_lora.py sets it only when a LoRA loads): each cell gets its own dict
+    # without it, and the extension writes it again for the LoRAs this cell loads.
+    p.extra_generation_params = {
+        k: v for k, v in p.extra_generation_params.items() if k != "Lora hashes"
+    }
     catalog = WebuiCatalog()
     p.prompt = _render(state, state["prompt"], catalog)
     if state["hr_prompt"]:

@@ -42,6 +42,7 @@ def build_blocks() -> tuple[Any, FormControls]:
         wire_training(training, controls)
         wire_presets(presets, controls)
         wire_run(run, controls)
+        wire_page_load(blocks, training, run, controls)
     return blocks, controls
 
 
@@ -84,6 +85,27 @@ def wire_training(section: tab_training.TrainingSection, controls: FormControls)
     )
 
 
+def wire_page_load(
+    blocks: Any,
+    training: tab_training.TrainingSection,
+    run: tab_run.RunSection,
+    controls: FormControls,
+) -> None:
+    """What a newly opened page must show: the model loaded now, and the current run."""
+    # A1111 builds the tabs before its startup thread loads the model (modules/initialize.py
+    # starts load_model in a thread).
+    fields = [controls.component(n) for n in MODEL_FIELDS]
+    blocks.load(
+        partial(tab_training.page_load_view, training.placeholders),
+        inputs=fields,
+        outputs=[training.checkpoint, training.arch, *fields],
+        show_progress="hidden",
+    )
+    # A run started elsewhere (API, another browser) or finished before a reload: the JS's
+    # click on Refresh at onUiLoaded comes before gradio listens to it in a real A1111.
+    blocks.load(tab_run.refresh_view, outputs=run_view(run), show_progress="hidden", queue=False)
+
+
 def wire_presets(section: tab_presets.PresetsSection, controls: FormControls) -> None:
     fields = controls.components
     section.refresh.click(lambda: tab_presets._choices_update(), outputs=[section.choice])
@@ -114,10 +136,15 @@ def wire_presets(section: tab_presets.PresetsSection, controls: FormControls) ->
     )
 
 
+def run_view(section: tab_run.RunSection) -> list[Any]:
+    """The outputs of tab_run.refresh_view, in its order."""
+    return [section.loss, section.gallery, section.log, section.status, section.prompt,
+            section.train, section.stop_save, section.stop, section.grid]  # fmt: skip
+
+
 def wire_run(section: tab_run.RunSection, controls: FormControls) -> None:
     fields = controls.components
-    view = [section.loss, section.gallery, section.log, section.status, section.prompt,
-            section.train, section.stop_save, section.stop, section.grid]  # fmt: skip
+    view = run_view(section)
     section.check.click(
         partial(tab_run.check_settings, controls),
         inputs=fields,

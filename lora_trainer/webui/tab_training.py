@@ -60,6 +60,9 @@ class TrainingSection:
     checkpoint: Any
     arch: Any
     refresh_model: Any
+    # model-dependent fields as built while no model (or another one) may have been loaded,
+    # that no preset set: what the page-load refresh may replace
+    placeholders: dict[str, Any] = field(default_factory=dict)
 
 
 def model_defaults(info: LiveModelInfo | None) -> dict[str, Any]:
@@ -93,7 +96,10 @@ def default_preset_values() -> dict[str, Any]:
 def model_text(info: LiveModelInfo | None) -> tuple[str, str]:
     """(checkpoint, family line) as the section shows them."""
     if info is None:
-        return "No checkpoint loaded", "Load a checkpoint at the top of the page."
+        return "No checkpoint loaded", (
+            "Load a checkpoint at the top of the page (or wait while the WebUI loads one), "
+            "then press Refresh."
+        )
     line = info.label + (f". Cannot train: {info.problem}" if info.problem else "")
     return info.title, line
 
@@ -135,7 +141,8 @@ def build_training(controls: FormControls) -> TrainingSection:
     import gradio as gr
 
     info = describe_loaded_model()
-    defaults = {**model_defaults(info), **default_preset_values()}
+    preset = default_preset_values()
+    defaults = {**model_defaults(info), **preset}
     sections = form.main_fields()
     checkpoint_name, arch_line = model_text(info)
     with gr.Row():
@@ -157,7 +164,8 @@ def build_training(controls: FormControls) -> TrainingSection:
         advanced = form.advanced_fields(shown)
         for start in range(0, len(advanced), ADVANCED_COLUMNS):
             add_fields(controls, advanced[start : start + ADVANCED_COLUMNS], defaults)
-    return TrainingSection(controls, checkpoint, arch, refresh_model)
+    placeholders = {n: controls.component(n).value for n in MODEL_FIELDS if n not in preset}
+    return TrainingSection(controls, checkpoint, arch, refresh_model, placeholders)
 
 
 def refresh_model_view() -> list[Any]:
@@ -170,6 +178,27 @@ def refresh_model_view() -> list[Any]:
     return [gr.update(value=checkpoint), gr.update(value=arch)] + [
         gr.update(value=defaults[name]) for name in MODEL_FIELDS
     ]
+
+
+def page_load_view(placeholders: dict[str, Any], *shown: Any) -> list[Any]:
+    """When the page opens: the checkpoint as it is now, and model defaults for untouched fields.
+
+    A1111 builds the UI before its startup thread has loaded the model, so the values the
+    tab was built with may say "no checkpoint"; values the user's ui-config.json or the
+    default preset chose differ from `placeholders` and are kept.
+    """
+    import gradio as gr
+
+    info = describe_loaded_model()
+    checkpoint, arch = model_text(info)
+    defaults = model_defaults(info)
+    fields = [
+        gr.update(value=defaults[name])
+        if name in placeholders and value == placeholders[name]
+        else gr.update()
+        for name, value in zip(MODEL_FIELDS, shown)
+    ]
+    return [gr.update(value=checkpoint), gr.update(value=arch), *fields]
 
 
 MODEL_FIELDS = ("resolution", "mixed_precision", "gradient_checkpointing", "max_bucket_reso")

@@ -190,6 +190,8 @@ class StableDiffusionProcessing:
     @scripts.setter
     def scripts(self, value):
         self.scripts_value = value
+        if self.scripts_value and self.script_args_value and not self.scripts_setup_complete:
+            self.setup_scripts()
 
     @property
     def script_args(self):
@@ -198,6 +200,12 @@ class StableDiffusionProcessing:
     @script_args.setter
     def script_args(self, value):
         self.script_args_value = value
+        if self.scripts_value and self.script_args_value and not self.scripts_setup_complete:
+            self.setup_scripts()
+
+    def setup_scripts(self):
+        self.scripts_setup_complete = True
+        self.scripts.setup_scrips(self, is_ui=not self.is_api)
 
     def comment(self, text):
         self.comments[text] = 1

@@ -15,7 +15,11 @@ Real:
   per tab (so ui() runs once for txt2img and once for img2img); `setup_ui()` builds the
   "Script" dropdown (type="index"; value 0 = None) and each selectable script's UI inside
   a gr.Group; `run(p, *args)`: args[0] is the dropdown index, the selected script gets
-  args[args_from:args_to]; before_process/process/postprocess call the always-on scripts.
+  args[args_from:args_to]; before_process/process/postprocess call the always-on scripts;
+  `setup_scrips(p, is_ui)` calls each always-on script's setup(p, *its args), skipping the
+  `ScriptBuiltinUI` ones (setup_for_ui_only: the sampler and seed controls of
+  modules/processing_scripts) when p.is_api; p runs it once, when both p.scripts and
+  p.script_args are set.
 Reduced: the root WebUI scripts and extensions are given as a list of (basedir, path);
 no callback ordering, no postprocessing scripts, no on-component callbacks. Importing this
 module needs gradio only for setup_ui(), so the Forge test profile (no gradio) can run
@@ -90,6 +94,15 @@ class Script:
         title = re.sub(r"[^a-z_0-9]", "", re.sub(r"\s", "_", self.title().lower()))
 
         return f"script_{tabname}{title}_{item_id}"
+
+
+class ScriptBuiltinUI(Script):
+    # modules/scripts.py: the WebUI's own controls as always-on scripts (sampler, seed...);
+    # their setup() copies the UI's values into p, so code-built p skip it (p.is_api)
+    setup_for_ui_only = True
+
+    def show(self, is_img2img):
+        return AlwaysVisible
 
 
 current_basedir = os.getcwd()
@@ -338,6 +351,17 @@ class ScriptRunner:
                 getattr(script, method)(p, *extra, *script_args)
             except Exception:
                 errors.report(f"Error running {method}: {script.filename}", exc_info=True)
+
+    def setup_scrips(self, p, *, is_ui=True):
+        # (sic) the real name; called once by p.setup_scripts(), skipping UI-only setups for API p
+        for script in self.alwayson_scripts:
+            if not is_ui and script.setup_for_ui_only:
+                continue
+            try:
+                script_args = p.script_args[script.args_from : script.args_to]
+                script.setup(p, *script_args)
+            except Exception:
+                errors.report(f"Error running setup: {script.filename}", exc_info=True)
 
     def before_process(self, p):
         self._alwayson("before_process", p)
