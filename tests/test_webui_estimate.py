@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from lora_trainer.webui.estimate import RunShape, estimate, format_duration
+from lora_trainer.webui.estimate import (
+    CPU_FLOOR_S,
+    FP32_FACTOR,
+    RunShape,
+    estimate,
+    format_duration,
+)
 
 SDXL = RunShape(
     arch="sdxl", width=1024, height=1024, batch_size=1, rank=32, total_steps=1000,
@@ -41,6 +47,16 @@ def test_cpu_runs_say_so_and_show_no_gpu_memory():
     assert result.fits and result.free_gib is None
     assert not any("GPU memory" in line for line in result.lines())
     assert any("CPU" in line for line in result.lines())
+
+
+def test_small_cpu_runs_cost_at_least_the_measured_floor_per_step():
+    tiny = replace(SDXL, on_gpu=False, arch="sd1", width=64, height=64, total_steps=3,
+                   mixed_precision="no")  # fmt: skip
+    assert estimate(tiny, None).seconds == 3 * CPU_FLOOR_S["sd1"]  # fp32: the measured 2 s
+    bf16 = estimate(replace(tiny, mixed_precision="bf16"), None).seconds
+    assert bf16 == 3 * CPU_FLOOR_S["sd1"] / FP32_FACTOR  # bf16 measured about twice as fast
+    big = replace(tiny, width=512, height=512)
+    assert estimate(big, None).seconds > estimate(tiny, None).seconds  # pixels dominate there
 
 
 def test_durations_read_naturally():

@@ -26,6 +26,10 @@ FAMILY = {
 BYTES_PER_LORA_PARAM = 4 + 4 + 8  # fp32 weight, gradient, two AdamW moments
 OVERHEAD_GIB = 0.6  # CUDA context, allocator slack, optimizer temporaries
 CPU_SLOWDOWN = 60.0  # CPU training is this much slower than a mid-range GPU
+# seconds per fp32 step at batch 1 on 2 CPU cores however small the images: moving the
+# weights through the cores dominates there (`python -m lora_trainer bench`, 64 px: SD1.5
+# 1.99 s measured; SD2 and SDXL from their bf16 runs, 0.86 s and 1.98 s, times FP32_FACTOR)
+CPU_FLOOR_S = {"sd1": 2.0, "sd2": 1.7, "sdxl": 4.0}
 CHECKPOINTING_SLOWDOWN = 1.3
 FP32_FACTOR = 2.0  # activations and time without mixed precision
 
@@ -98,7 +102,8 @@ def _seconds_per_step(shape: RunShape, family: dict, scale: float, precision: fl
     if shape.gradient_checkpointing:
         seconds *= CHECKPOINTING_SLOWDOWN
     if not shape.on_gpu:
-        seconds *= CPU_SLOWDOWN
+        floor = CPU_FLOOR_S.get(shape.arch, CPU_FLOOR_S["sd1"]) * precision / FP32_FACTOR
+        seconds = max(seconds * CPU_SLOWDOWN, floor)
     return seconds
 
 
