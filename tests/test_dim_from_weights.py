@@ -7,17 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate import init_empty_weights
-from diffusers import UNet2DConditionModel
+from empty_models import empty_bundle
 from train_helpers import tiny_config
-from transformers import CLIPTextModel
 
 from lora_trainer.config import TrainConfig, config_from_dict
 from lora_trainer.demo import make_demo_dataset
 from lora_trainer.errors import ConfigError, LoraFileError
 from lora_trainer.lora.kohya_file import load_kohya_lora
-from lora_trainer.models import assets
-from lora_trainer.models.bundle import ModelBundle, ModelSource
 from lora_trainer.models.tiny import build_tiny_sd1
 from lora_trainer.train.events import MessageEvent
 from lora_trainer.train.job import inject_network, run_training
@@ -130,10 +126,7 @@ def test_modules_of_another_model_are_refused(fixtures):
 def test_kohya_file_builds_its_own_network_on_sd15(fixtures):
     # the real kohya file (dim 4, alpha 2): same modules, shapes and alphas, whatever network_dim says
     path = fixtures / "kohya_sd15_rank4.safetensors"
-    with init_empty_weights():
-        unet = UNet2DConditionModel(**assets.sd15_unet_config())
-        te = CLIPTextModel(assets.sd15_text_encoder_config())
-    bundle = ModelBundle("sd1", unet, [te], [None], None, {}, ModelSource("empty"))
+    bundle = empty_bundle("sd1")
     config = TrainConfig(network_dim=64, dim_from_weights=True, network_weights=str(path))
     network = inject_network(bundle, config, seed=0)
     try:

@@ -113,6 +113,21 @@ def load_scripts(webui):
     )
 
 
+def xyz_plot(webui):
+    """The fake X/Y/Z plot script with our axes registered, ready to run: (plot, axis labels)."""
+    webui.networks.list_available_networks()
+    load_scripts(webui)
+    from modules import script_callbacks
+
+    script_callbacks.before_ui_callback()
+    xyz_data = next(
+        d for d in webui.scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"
+    )
+    plot = xyz_data.script_class()
+    plot.current_axis_options = xyz_data.module.axis_options  # what ui() sets
+    return plot, [o.label for o in xyz_data.module.axis_options]
+
+
 def test_weights_by_samplers(webui):
     webui.add_lora("mine.safetensors")
     webui.networks.list_available_networks()
@@ -542,17 +557,7 @@ def test_xyz_plot_gets_the_lora_axes(webui):
 def test_xyz_plot_runs_with_the_lora_axes(webui):
     webui.add_lora("mine.safetensors")
     webui.add_lora("mine-000002.safetensors", output_name="mine")
-    webui.networks.list_available_networks()
-    load_scripts(webui)
-    from modules import script_callbacks
-
-    script_callbacks.before_ui_callback()
-    xyz_data = next(
-        d for d in webui.scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"
-    )
-    plot = xyz_data.script_class()
-    labels = [o.label for o in xyz_data.module.axis_options]
-    plot.current_axis_options = xyz_data.module.axis_options  # what ui() sets
+    plot, labels = xyz_plot(webui)
     x, y = labels.index("[LoRA] weight"), labels.index("[LoRA] epoch")
     p = webui.make_p(prompt="a toy <lora:mine:1>")
     res = plot.run(p, x, "0-1 [3]", [], y, "2, final", [], 0, "", [], True)
@@ -620,17 +625,7 @@ def test_grid_job_for_a_finished_run(webui):
 
 def test_xyz_weight_axis_takes_te_unet_pairs(webui):
     webui.add_lora("mine.safetensors")
-    webui.networks.list_available_networks()
-    load_scripts(webui)
-    from modules import script_callbacks
-
-    script_callbacks.before_ui_callback()
-    xyz_data = next(
-        d for d in webui.scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"
-    )
-    plot = xyz_data.script_class()
-    plot.current_axis_options = xyz_data.module.axis_options
-    labels = [o.label for o in xyz_data.module.axis_options]
+    plot, labels = xyz_plot(webui)
     x = labels.index("[LoRA] weight")
     p = webui.make_p(prompt="a toy <lora:mine:1>")
     res = plot.run(p, x, "0, 0.5:1, 1:0, 0-1 [3]", [], 0, "", [], 0, "", [], True)
@@ -712,17 +707,8 @@ def test_xyz_cells_without_the_lora_do_not_report_its_hash(webui):
     webui.shared.sd_model = live_tiny_model()  # the Lora files really load into it
     extra_networks_lora.register()  # the <lora:...> handler that writes "Lora hashes"
     webui.add_lora("mine.safetensors")
-    webui.networks.list_available_networks()
-    load_scripts(webui)
-    from modules import script_callbacks
-
-    script_callbacks.before_ui_callback()
-    xyz_data = next(
-        d for d in webui.scripts.scripts_data if d.script_class.__module__ == "xyz_grid.py"
-    )
-    plot = xyz_data.script_class()
-    plot.current_axis_options = xyz_data.module.axis_options
-    x = [o.label for o in xyz_data.module.axis_options].index("[LoRA] weight")
+    plot, labels = xyz_plot(webui)
+    x = labels.index("[LoRA] weight")
     p = webui.make_p(prompt="a toy <lora:mine:1>")
     res = plot.run(p, x, "1, 0, 0.5", [], 0, "", [], 0, "", [], True)
     cells = res.infotexts[1:]

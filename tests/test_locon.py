@@ -6,9 +6,7 @@ import json
 
 import pytest
 import torch
-from accelerate import init_empty_weights
-from diffusers import UNet2DConditionModel
-from transformers import CLIPTextModel
+from empty_models import empty_bundle
 
 from lora_trainer.config import TrainConfig, config_from_dict
 from lora_trainer.errors import ConfigError, LoraFileError
@@ -19,17 +17,14 @@ from lora_trainer.lora.network_args import (
     network_options,
 )
 from lora_trainer.lora.targets import text_encoder_targets
-from lora_trainer.models import assets
 from lora_trainer.models.tiny import build_tiny_sd1
 from lora_trainer.train.job import inject_network
 
 
 @pytest.fixture(scope="module")
 def sd15_empty():
-    with init_empty_weights():
-        unet = UNet2DConditionModel(**assets.sd15_unet_config())
-        text_encoder = CLIPTextModel(assets.sd15_text_encoder_config())
-    return unet, text_encoder
+    bundle = empty_bundle("sd1")
+    return bundle.unet, bundle.text_encoders[0]
 
 
 def _inject(models, config: TrainConfig) -> LoraNetwork:

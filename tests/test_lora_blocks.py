@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate import init_empty_weights
-from diffusers import UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTextModelWithProjection
+from empty_models import empty_bundle
 
 from lora_trainer.config import BUILTIN_TINY_MODEL, TrainConfig, config_from_dict
 from lora_trainer.demo import make_demo_dataset
@@ -19,8 +17,7 @@ from lora_trainer.errors import ConfigError
 from lora_trainer.lora.blocks import SD_LAYOUT, SDXL_LAYOUT, block_index
 from lora_trainer.lora.kohya_file import load_kohya_lora
 from lora_trainer.lora.network_args import network_options
-from lora_trainer.models import assets
-from lora_trainer.models.bundle import ModelBundle, ModelSource
+from lora_trainer.models.bundle import ModelBundle
 from lora_trainer.models.tiny import build_tiny_sd1
 from lora_trainer.presets import import_kohya_gui_json
 from lora_trainer.train.job import inject_network, run_training
@@ -80,19 +77,12 @@ def network_ranks(network) -> dict[str, tuple[int, float]]:
 
 @pytest.fixture(scope="module")
 def sd15_empty() -> ModelBundle:
-    with init_empty_weights():
-        unet = UNet2DConditionModel(**assets.sd15_unet_config())
-        te = CLIPTextModel(assets.sd15_text_encoder_config())
-    return ModelBundle("sd1", unet, [te], [None], None, {}, ModelSource("empty"))
+    return empty_bundle("sd1")
 
 
 @pytest.fixture(scope="module")
 def sdxl_empty() -> ModelBundle:
-    with init_empty_weights():
-        unet = UNet2DConditionModel(**assets.sdxl_unet_config())
-        te1 = CLIPTextModel(assets.sd15_text_encoder_config())
-        te2 = CLIPTextModelWithProjection(assets.sdxl_text_encoder_2_config())
-    return ModelBundle("sdxl", unet, [te1, te2], [None, None], None, {}, ModelSource("empty"))
+    return empty_bundle("sdxl")
 
 
 def _built(bundle: ModelBundle, config: TrainConfig) -> tuple[dict, list[dict]]:

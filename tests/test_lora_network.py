@@ -7,18 +7,15 @@ import math
 
 import pytest
 import torch
-from accelerate import init_empty_weights
-from diffusers import UNet2DConditionModel
+from empty_models import empty_bundle
 from peft.tuners.lora import LoraLayer
 from safetensors import safe_open
-from transformers import CLIPTextModel
 
 from lora_trainer.config import TrainConfig
 from lora_trainer.errors import LoraFileError
 from lora_trainer.lora.kohya_file import save_kohya_lora
 from lora_trainer.lora.network import ADAPTER, LoraNetwork, NetworkSpec
 from lora_trainer.lora.targets import text_encoder_targets, unet_targets
-from lora_trainer.models import assets
 from lora_trainer.models.tiny import build_tiny_sd1
 from lora_trainer.train.job import inject_network
 
@@ -28,10 +25,8 @@ DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16
 @pytest.fixture(scope="module")
 def sd15_empty():
     """Full-size SD1.5 UNet and CLIP-L text encoder with no weights allocated."""
-    with init_empty_weights():
-        unet = UNet2DConditionModel(**assets.sd15_unet_config())
-        text_encoder = CLIPTextModel(assets.sd15_text_encoder_config())
-    return unet, text_encoder
+    bundle = empty_bundle("sd1")
+    return bundle.unet, bundle.text_encoders[0]
 
 
 def _materialised(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

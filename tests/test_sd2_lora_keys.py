@@ -6,16 +6,13 @@ import json
 
 import pytest
 import torch
-from accelerate import init_empty_weights
-from diffusers import UNet2DConditionModel
-from transformers import CLIPTextModel
+from empty_models import empty_bundle
 
 from lora_trainer.config import TrainConfig
 from lora_trainer.errors import LoraFileError
 from lora_trainer.lora.kohya_file import load_kohya_lora, save_kohya_lora
 from lora_trainer.lora.network import ADAPTER
-from lora_trainer.models import assets
-from lora_trainer.models.bundle import ModelBundle, ModelSource
+from lora_trainer.models.bundle import ModelBundle
 from lora_trainer.models.tiny_sd2 import build_tiny_sd2
 from lora_trainer.train.job import inject_network
 
@@ -24,10 +21,7 @@ PROJ = "lora_unet_down_blocks_0_attentions_0_proj_in"
 
 @pytest.fixture(scope="module")
 def sd2_empty() -> ModelBundle:
-    with init_empty_weights():
-        unet = UNet2DConditionModel(**assets.sd2_unet_config())
-        text_encoder = CLIPTextModel(assets.sd2_text_encoder_config())
-    return ModelBundle("sd2", unet, [text_encoder], [None], None, {}, ModelSource("empty"))
+    return empty_bundle("sd2")
 
 
 def test_sd2_keys_and_shapes_equal_kohya(sd2_empty, fixtures):

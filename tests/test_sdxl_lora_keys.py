@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from accelerate import init_empty_weights
-from diffusers import UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTextModelWithProjection
+from empty_models import empty_bundle
 
 from lora_trainer.config import TrainConfig
 from lora_trainer.lora.sdxl_names import sgm_module_path
 from lora_trainer.lora.targets import unet_targets
-from lora_trainer.models import assets
-from lora_trainer.models.bundle import ModelBundle, ModelSource
+from lora_trainer.models.bundle import ModelBundle
 from lora_trainer.models.tiny_sdxl import build_tiny_sdxl
 from lora_trainer.train.job import inject_network
 
@@ -21,11 +18,7 @@ from lora_trainer.train.job import inject_network
 @pytest.fixture(scope="module")
 def sdxl_empty() -> ModelBundle:
     """Full-size SDXL base modules with no weights allocated."""
-    with init_empty_weights():
-        unet = UNet2DConditionModel(**assets.sdxl_unet_config())
-        te1 = CLIPTextModel(assets.sd15_text_encoder_config())
-        te2 = CLIPTextModelWithProjection(assets.sdxl_text_encoder_2_config())
-    return ModelBundle("sdxl", unet, [te1, te2], [None, None], None, {}, ModelSource("empty"))
+    return empty_bundle("sdxl")
 
 
 def test_sdxl_keys_and_shapes_equal_kohya(sdxl_empty, fixtures):
